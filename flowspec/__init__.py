@@ -1,0 +1,80 @@
+"""flowspec: a declarative compiler for normalizing flows (NICE, RealNVP, Glow).
+
+A YAML spec is validated (:func:`load_spec`), lowered to a checked networkx graph
+(:func:`build_graph`) and compiled to a ``torch.nn.Module`` (:func:`compile`) whose
+``forward(x) -> (z, logdet)`` maps data to latent. :func:`save` / :func:`load` keep weights and
+spec together in one safetensors file.
+
+Names that need torch are imported on first use, so ``import flowspec`` followed by
+``flowspec.build_graph`` stays torch-free (``flowspec validate`` is instant).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flowspec.errors import (
+    DataError,
+    Diagnostic,
+    FlowspecError,
+    GraphError,
+    Location,
+    SpecError,
+    WeightsError,
+)
+from flowspec.version import __version__
+
+_LAZY = {
+    "load_spec": "flowspec.spec.parse",
+    "parse_spec": "flowspec.spec.parse",
+    "read_source": "flowspec.source",
+    "FlowSpec": "flowspec.spec.models",
+    "build_graph": "flowspec.graph.build",
+    "format_graph": "flowspec.graph.render",
+    "to_dot": "flowspec.graph.render",
+    "to_mermaid": "flowspec.graph.render",
+    "ALL_OPS": "flowspec.ops",
+    "compile": "flowspec.compile",
+    "compile_graph": "flowspec.compile",
+    "Flow": "flowspec.flow",
+    "save": "flowspec.io",
+    "load": "flowspec.io",
+}
+
+__all__ = [
+    "ALL_OPS",
+    "DataError",
+    "Diagnostic",
+    "Flow",
+    "FlowSpec",
+    "FlowspecError",
+    "GraphError",
+    "Location",
+    "SpecError",
+    "WeightsError",
+    "__version__",
+    "build_graph",
+    "compile",
+    "compile_graph",
+    "format_graph",
+    "load",
+    "load_spec",
+    "parse_spec",
+    "read_source",
+    "save",
+    "to_dot",
+    "to_mermaid",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'flowspec' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

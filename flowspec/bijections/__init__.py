@@ -1,0 +1,1 @@
+"""Torch modules of the layer kinds, built from IR nodes by the op registry's builders."""

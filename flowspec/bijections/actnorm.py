@@ -1,0 +1,59 @@
+"""Actnorm (Glow): ``y = x * exp(log_scale) + bias`` per feature or channel.
+
+The first forward batch sets ``log_scale`` and ``bias`` so that the output has zero mean and unit
+variance per feature/channel. The buffer ``initialized`` records that this happened and is saved
+with the weights, so a loaded model is never initialised again; a plain Python mirror of it keeps
+the check out of the traced graph (``torch.compile`` guards on it instead of breaking).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from flowspec.bijections.base import Bijection, broadcast_shape, spatial_size
+from flowspec.graph.ir import OpNode
+
+
+class ActNorm(Bijection):
+    def __init__(self, shape: tuple[int, ...], data_init: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(broadcast_shape(shape)))
+        self.bias = nn.Parameter(torch.zeros(broadcast_shape(shape)))
+        self.positions = spatial_size(shape)
+        self.eps = eps
+        self.register_buffer("initialized", torch.tensor(not data_init, dtype=torch.bool))
+        self._initialized = not data_init
+        self.register_load_state_dict_post_hook(_sync_flag)
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set the parameters from batch ``x`` (N, ...) so the output is standardised."""
+        dims = [0, *range(2, x.dim())]
+        mean = x.mean(dim=dims, keepdim=True)
+        std = (
+            x.std(dim=dims, keepdim=True, unbiased=False)
+            if x.shape[0] > 1
+            else torch.ones_like(mean)
+        )
+        self.log_scale.copy_(-torch.log(std + self.eps))
+        self.bias.copy_(-mean * torch.exp(self.log_scale))
+        self.initialized.fill_(True)
+        self._initialized = True
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not self._initialized:
+            self.initialize(x)
+        logdet = self.log_scale.sum() * self.positions
+        return x * torch.exp(self.log_scale) + self.bias, logdet.expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return (y - self.bias) * torch.exp(-self.log_scale)
+
+
+def _sync_flag(module: nn.Module, incompatible_keys: object) -> None:
+    module._initialized = bool(module.initialized)
+
+
+def build_actnorm(node: OpNode) -> ActNorm:
+    return ActNorm(node.in_shape, data_init=node.spec.data_init)

@@ -1,0 +1,44 @@
+"""The ``Bijection`` interface every layer module implements.
+
+``forward(x) -> (y, logdet)`` maps towards the latent (data -> z) and returns
+``logdet = log|det dy/dx|`` per example, shape ``(N,)``. ``inverse(y) -> x`` undoes it exactly.
+Ops with two outputs (``split``) return a tuple of tensors and take one in ``inverse``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class Bijection(nn.Module):
+    """Base class; subclasses implement ``forward`` and ``inverse``."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def inverse(self, y: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def sum_except_batch(t: Tensor) -> Tensor:
+    """Sum over every dimension but the first: ``(N, ...) -> (N,)``."""
+    return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+def zeros_logdet(x: Tensor) -> Tensor:
+    """A zero log-determinant of the right batch size, device and dtype."""
+    return torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+
+
+def broadcast_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Parameter shape of a per-feature/per-channel op: ``(1, D)`` or ``(1, C, 1, 1)``."""
+    return (1, shape[0], *([1] * (len(shape) - 1)))
+
+
+def spatial_size(shape: tuple[int, ...]) -> int:
+    """How many positions share a per-channel parameter: H * W for images, 1 for vectors."""
+    n = 1
+    for s in shape[1:]:
+        n *= s
+    return n

@@ -1,0 +1,24 @@
+"""Squeeze: (N, C, H, W) -> (N, 4C, H/2, W/2); channel 4c + 2dy + dx holds (c, 2i+dy, 2j+dx)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from flowspec.bijections.base import Bijection, zeros_logdet
+from flowspec.graph.ir import OpNode
+
+
+class Squeeze(Bijection):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        n, c, h, w = x.shape
+        y = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+        return y.reshape(n, 4 * c, h // 2, w // 2), zeros_logdet(x)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        n, c4, h2, w2 = y.shape
+        x = y.reshape(n, c4 // 4, 2, 2, h2, w2).permute(0, 1, 4, 2, 5, 3)
+        return x.reshape(n, c4 // 4, 2 * h2, 2 * w2)
+
+
+def build_squeeze(node: OpNode) -> Squeeze:
+    return Squeeze()

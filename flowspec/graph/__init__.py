@@ -1,0 +1,1 @@
+"""The IR: a networkx graph of ops, its builder, its check passes and its renderers."""

@@ -1,0 +1,158 @@
+"""Weights files: safetensors with the resolved spec in the metadata. No pickle anywhere.
+
+Metadata keys: ``format`` (``flowspec-weights``), ``format_version``, ``flowspec_version``,
+``spec`` (the resolved spec, all defaults filled, as JSON) and ``spec_sha256``. One file rebuilds
+the model: :func:`load` needs nothing else. Files are written atomically (temp file + rename), so
+an interrupted save never leaves a half-written file under the target name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from flowspec.errors import Diagnostic, FlowspecError, WeightsError
+from flowspec.flow import Flow
+from flowspec.version import __version__
+
+FORMAT = "flowspec-weights"
+FORMAT_VERSION = "1"
+
+
+def spec_json(flow: Flow) -> str:
+    """The flow's resolved spec as canonical JSON."""
+    return json.dumps(flow.spec.model_dump(mode="json"), sort_keys=True)
+
+
+def save(
+    flow: Flow,
+    path: str | Path,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    extra_metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write ``flow``'s state and spec to ``path`` atomically.
+
+    ``extra_tensors`` (e.g. optimizer state, names prefixed ``optim.``) and ``extra_metadata``
+    travel in the same file and are ignored by :func:`load`.
+    """
+    path = Path(path)
+    text = spec_json(flow)
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "flowspec_version": __version__,
+        "spec": text,
+        "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        **(extra_metadata or {}),
+    }
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in flow.state_dict().items()}
+    for key, value in (extra_tensors or {}).items():
+        tensors[key] = value.detach().cpu().contiguous().clone()
+    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return path
+
+
+def write_atomic(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Metadata and all tensors of a flowspec weights file, validated as such."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(_diag("weights-missing", f"no weights file at '{path}'", path))
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(
+            _diag(
+                "weights-corrupt",
+                f"'{path}' is not a readable safetensors file ({exc})",
+                path,
+                "the file may be truncated or not a "
+                "flowspec model; re-create it with 'flowspec compile' or train",
+            )
+        ) from None
+    if metadata.get("format") != FORMAT or "spec" not in metadata:
+        raise WeightsError(
+            _diag(
+                "weights-format",
+                f"'{path}' is a safetensors file but not a flowspec model (no embedded spec)",
+                path,
+            )
+        )
+    text = metadata["spec"]
+    if hashlib.sha256(text.encode()).hexdigest() != metadata.get("spec_sha256"):
+        raise WeightsError(
+            _diag(
+                "weights-spec-hash",
+                f"the spec embedded in '{path}' does not match its checksum",
+                path,
+                "the file was modified or damaged",
+            )
+        )
+    return metadata, tensors
+
+
+def load(path: str | Path) -> Flow:
+    """Rebuild the flow stored in ``path`` (spec from the metadata, then the weights)."""
+    from flowspec.compile import compile as compile_spec
+    from flowspec.spec.parse import load_spec
+
+    metadata, tensors = read_file(path)
+    try:
+        spec = load_spec(json.loads(metadata["spec"]))
+        flow = compile_spec(spec)
+    except (FlowspecError, json.JSONDecodeError) as exc:
+        raise WeightsError(
+            _diag("weights-spec", f"the spec embedded in '{path}' is invalid: {exc}", path)
+        ) from None
+    state = {k: v for k, v in tensors.items() if not k.startswith("optim.")}
+    expected = flow.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", wrong),
+        ):
+            if keys:
+                parts.append(f"{label}: {', '.join(keys[:5])}" + (" ..." if len(keys) > 5 else ""))
+        raise WeightsError(
+            _diag(
+                "weights-mismatch",
+                f"the tensors in '{path}' do not match its spec ({'; '.join(parts)})",
+                path,
+                "the file was edited or written by an incompatible version",
+            )
+        )
+    flow.load_state_dict(state)
+    return flow
+
+
+def _diag(code: str, message: str, path: Path, hint: str | None = None) -> Diagnostic:
+    return Diagnostic(code, message, hint=hint)

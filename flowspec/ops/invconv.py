@@ -1,0 +1,47 @@
+"""``invconv``: Glow's invertible 1x1 convolution, a learned C x C matrix W at every pixel.
+
+Log-determinant H * W * log|det W|. ``lu: true`` parameterises W = P L (U + diag(sign * exp(log_s)))
+with P fixed, L unit-lower, U strictly upper, so the log-determinant is H * W * sum(log_s) in O(C);
+``lu: false`` keeps W plain and uses slogdet. Initialised from a random rotation. On vectors it
+is a learned invertible D x D linear map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from flowspec.ops.base import Deps, InferContext, Inferred, OpDef
+from flowspec.spec.base import Shape, StrictModel
+
+
+class InvConvSpec(StrictModel):
+    type: Literal["invconv"]
+    lu: bool = True
+
+
+def _infer(spec: InvConvSpec, ctx: InferContext) -> Inferred:
+    return Inferred((ctx.in_shape,), {"seed": ctx.seed})
+
+
+def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+    """Every channel at a pixel depends on all channels at that pixel."""
+    per = len(deps) // in_shape[0]
+    out = []
+    for i in range(len(deps)):
+        pixel, merged = i % per, 0
+        for c in range(in_shape[0]):
+            merged |= deps[c * per + pixel]
+        out.append(merged)
+    return (out,)
+
+
+OP = OpDef(
+    kind="invconv",
+    spec=InvConvSpec,
+    infer=_infer,
+    builder="flowspec.bijections.invconv:build_invconv",
+    role="mixing",
+    summary="invertible 1x1 convolution (Glow), plain or LU-parameterised",
+    mix=_mix,
+)

@@ -1,0 +1,1 @@
+"""Spec models, format upgrades and ``parse_spec`` (imported from the submodules)."""

@@ -1,0 +1,111 @@
+"""The spec format (version 1) as immutable Pydantic models.
+
+The union of layer kinds is derived from :data:`flowspec.ops.ALL_OPS`; a list item is either a
+layer (``type: ...``) or a ``repeat: K`` block whose ``body`` is repeated K times.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Discriminator, Field, PrivateAttr, Tag
+
+from flowspec.ops import ALL_OPS
+from flowspec.spec.base import PositiveInt, StrictModel
+from flowspec.spec.run import DataSpec, TrainSpec
+
+FORMAT_VERSION = 1
+
+OpSpec = Union[tuple(Annotated[op.spec, Tag(op.kind)] for op in ALL_OPS)]  # type: ignore[valid-type]
+
+
+def _item_tag(value: Any) -> str | None:
+    """The union tag of a layer-list item: its ``type``, or ``repeat`` for a repeat block."""
+    if isinstance(value, dict):
+        if "type" in value:
+            return value["type"]
+        return "repeat" if "repeat" in value or "body" in value else None
+    return getattr(value, "type", "repeat")
+
+
+class RepeatSpec(StrictModel):
+    """``repeat: K`` and a ``body`` list: the body, K times over, each copy with its own weights."""
+
+    repeat: PositiveInt
+    body: tuple[LayerItem, ...]
+
+
+LayerItem = Annotated[
+    Union[OpSpec, Annotated[RepeatSpec, Tag("repeat")]],  # type: ignore[valid-type]
+    Discriminator(_item_tag),
+]
+RepeatSpec.model_rebuild()
+
+
+class SplitOptions(StrictModel):
+    """Options of a level's factor-out (see the ``split`` layer kind)."""
+
+    prior: Literal["standard", "learned"] = "learned"
+
+
+class LevelSpec(StrictModel):
+    """One scale of a multiscale flow: optional squeeze, the steps, optional split."""
+
+    squeeze: bool = False
+    steps: tuple[LayerItem, ...] = ()
+    split: bool | SplitOptions = False
+
+
+class InputSpec(StrictModel):
+    """Per-example shape: ``[D]`` for vectors, ``[C, H, W]`` for images."""
+
+    shape: tuple[PositiveInt, ...]
+
+
+class NormalSpec(StrictModel):
+    """Standard normal N(0, I)."""
+
+    type: Literal["normal"] = "normal"
+
+
+class DiagNormalSpec(StrictModel):
+    """Diagonal normal with a learned mean and log-std per latent dimension (init N(0, I))."""
+
+    type: Literal["diag_normal"]
+
+
+class MixtureSpec(StrictModel):
+    """Mixture of K diagonal Gaussians with learned weights, means and log-stds.
+
+    Means are initialised at ``spread`` times a fixed seeded standard normal draw.
+    """
+
+    type: Literal["mixture"]
+    components: Annotated[int, Field(ge=1)] = 2
+    spread: Annotated[float, Field(ge=0)] = 1.0
+
+
+BaseSpec = Annotated[Union[NormalSpec, DiagNormalSpec, MixtureSpec], Field(discriminator="type")]
+
+
+class FlowSpec(StrictModel):
+    """A whole flow. Layers run in the order ``preprocess``, ``levels``, ``layers``."""
+
+    flowspec: Literal[1] = FORMAT_VERSION
+    name: str = "flow"
+    description: str = ""
+    seed: int = 0
+    input: InputSpec
+    base: BaseSpec = Field(default_factory=NormalSpec)
+    preprocess: tuple[LayerItem, ...] = ()
+    levels: tuple[LevelSpec, ...] = ()
+    layers: tuple[LayerItem, ...] = ()
+    data: DataSpec | None = None
+    train: TrainSpec | None = None
+
+    _source: Any = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Any:
+        """The :class:`flowspec.source.Source` this spec was read from (positions for errors)."""
+        return self._source

@@ -1,0 +1,45 @@
+"""Format upgrades, run on the raw dict before validation.
+
+``UPGRADES[n]`` turns a version-``n`` dict into a version ``n + 1`` dict. Version 1 is the first
+format, so the table is empty; a future format change adds one function here and keeps every old
+spec and weights file readable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flowspec.errors import Diagnostic
+from flowspec.spec.models import FORMAT_VERSION
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def upgrade_spec(data: dict[str, Any]) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """Bring ``data`` to :data:`FORMAT_VERSION`; return it and any version diagnostics."""
+    if "flowspec" not in data:
+        return data, [
+            Diagnostic(
+                "missing-version",
+                "the spec does not say its format version",
+                hint=f"add 'flowspec: {FORMAT_VERSION}' as the first line",
+            )
+        ]
+    version = data["flowspec"]
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
+        return data, [
+            Diagnostic(
+                "bad-version",
+                f"unknown spec format version {version!r}",
+                path="flowspec",
+                hint=f"this flowspec reads format versions 1 to {FORMAT_VERSION}",
+            )
+        ]
+    while data["flowspec"] < FORMAT_VERSION:
+        data = UPGRADES[data["flowspec"]](dict(data))
+    return data, []
