@@ -99,3 +99,42 @@ class WeightsError(FlowspecError):
 
 class DataError(FlowspecError):
     """A data set is unknown, unreadable, or does not match the spec's input shape."""
+
+
+# Every diagnostic code a user can meet, by stage, with what it means. docs/errors.md is this
+# table; tests check that each spec and graph code has an invalid-spec fixture.
+SPEC_CODES: dict[str, str] = {
+    "spec-missing": "the spec file does not exist",
+    "yaml-syntax": "the file is not valid YAML",
+    "empty-spec": "the file is empty",
+    "missing-version": "no 'flowspec: <version>' key",
+    "bad-version": "a format version this flowspec cannot read",
+    "unknown-key": "a key the schema does not know (typos are errors, never dropped)",
+    "unknown-type": "an unknown layer, conditioner or base type",
+    "missing-type": "a layer item with neither 'type' nor 'repeat'",
+    "missing-key": "a required key is absent",
+    "bad-value": "a value of the wrong type or out of range",
+}
+GRAPH_CODES: dict[str, str] = {
+    "shape-rank": "an input of the wrong rank for the spec or for a layer",
+    "mask-rank": "a vector mask on an image or an image mask on a vector",
+    "mask-length": "an explicit mask whose length is not the element count",
+    "mask-empty": "a mask that keeps everything or nothing (e.g. channel mask on 1 channel)",
+    "net-rank": "an MLP conditioner on images or a conv conditioner on vectors",
+    "net-input": "net_input 'half' on images with a non-channel mask",
+    "squeeze-odd": "squeeze of an odd height or width",
+    "split-odd": "split of an odd channel or feature count",
+    "empty-flow": "a flow with no layers",
+}
+WARNING_CODES: dict[str, str] = {
+    "same-mask": "two couplings in a row with the same mask and only elementwise layers between",
+    "never-mixed": "latent elements that never interact with any other input element",
+}
+WEIGHTS_CODES: dict[str, str] = {
+    "weights-missing": "no file at the given path",
+    "weights-corrupt": "not a readable safetensors file (e.g. truncated)",
+    "weights-format": "a safetensors file without an embedded flowspec spec",
+    "weights-spec-hash": "the embedded spec does not match its checksum",
+    "weights-spec": "the embedded spec is invalid",
+    "weights-mismatch": "tensors missing, unexpected or of the wrong shape for the spec",
+}

@@ -52,7 +52,7 @@ class InvConv(Bijection):
     def log_abs_det(self) -> Tensor:
         return self.log_s.sum() if self.lu else torch.linalg.slogdet(self.weight)[1]
 
-    def _apply(self, x: Tensor, w: Tensor) -> Tensor:
+    def _mix_channels(self, x: Tensor, w: Tensor) -> Tensor:
         if x.dim() == 2:
             return x @ w.T
         return F.conv2d(x, w.reshape(*w.shape, 1, 1))
@@ -60,10 +60,10 @@ class InvConv(Bijection):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         w = self.matrix().to(x.dtype)
         logdet = (self.positions * self.log_abs_det()).to(x.dtype)
-        return self._apply(x, w), logdet.expand(x.shape[0])
+        return self._mix_channels(x, w), logdet.expand(x.shape[0])
 
     def inverse(self, y: Tensor) -> Tensor:
-        return self._apply(y, torch.linalg.inv(self.matrix().to(y.dtype)))
+        return self._mix_channels(y, torch.linalg.inv(self.matrix().to(y.dtype)))
 
 
 def build_invconv(node: OpNode) -> InvConv:
