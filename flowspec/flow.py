@@ -66,7 +66,7 @@ class Flow(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Data -> latent. ``x``: ``(N, *input_shape)``; returns ``z (N, D)``, ``logdet (N,)``."""
         slots: list[Any] = [None] * self._n_slots
-        slots[0] = x
+        slots[0] = self._as_float(x)
         logdet = torch.zeros(x.shape[0], device=x.device, dtype=self._ref.dtype)
         for module, src, dst in self._schedule:
             y, ld = module(slots[src])
@@ -78,6 +78,10 @@ class Flow(nn.Module):
             logdet = logdet + ld
         z = torch.cat([slots[s].reshape(x.shape[0], -1) for s in self._latent_slots], dim=1)
         return z, logdet
+
+    def _as_float(self, x: Tensor) -> Tensor:
+        """Integer data (e.g. pixel levels before ``dequantize``) in the flow's dtype."""
+        return x if x.is_floating_point() else x.to(self._ref.dtype)
 
     def inverse(self, z: Tensor) -> Tensor:
         """Latent -> data: the schedule walked backwards. ``z (N, D)`` -> ``(N, *input_shape)``."""
@@ -120,7 +124,7 @@ class Flow(nn.Module):
     def first_nonfinite(self, x: Tensor) -> str | None:
         """Name of the first op whose output or logdet is NaN/Inf on ``x`` (None if all finite)."""
         slots: list[Any] = [None] * self._n_slots
-        slots[0] = x
+        slots[0] = self._as_float(x)
         for name, (module, src, dst) in zip(self._names, self._schedule):
             y, ld = module(slots[src])
             outs = (y,) if len(dst) == 1 else tuple(y)

@@ -117,7 +117,7 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]
 
 def load(path: str | Path) -> Flow:
     """Rebuild the flow stored in ``path`` (spec from the metadata, then the weights)."""
-    from flowspec.compile import compile as compile_spec
+    from flowspec.compiler import compile as compile_spec
     from flowspec.spec.parse import load_spec
 
     metadata, tensors = read_file(path)

@@ -1,4 +1,8 @@
-"""``compile_graph``: the checked IR -> a :class:`Flow` module (``compile`` composes the stages)."""
+"""``compile_graph``: the checked IR -> a :class:`Flow` module (``compile`` composes the stages).
+
+The module is ``compiler``, not ``compile``: importing a submodule named ``flowspec.compile``
+would rebind the package attribute and shadow the public function ``flowspec.compile``.
+"""
 
 from __future__ import annotations
 
