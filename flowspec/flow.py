@@ -116,8 +116,17 @@ class Flow(nn.Module):
         return self.inverse(self.base.sample(n, temperature))
 
     def bits_per_dim(self, x: Tensor) -> Tensor:
-        """-log2 p(x) / D per example. With a ``dequantize`` layer first this is the discrete
-        data's bits/dim as the RealNVP and Glow papers report it."""
+        """Bits per dimension, ``-log p(x) / (D ln 2)`` per example ``(N,)``, D = x's element
+        count.
+
+        Convention (RealNVP, Glow): with a ``dequantize`` layer first, ``x`` holds integers
+        0..levels-1 and ``p`` is the model's density of the dequantised ``x + u`` at that integer
+        scale (the layer's ``-D log(levels)`` is part of ``logdet``; one fresh draw of
+        ``u ~ U[0, 1)^D`` per call), which is the number the papers report: in expectation over
+        ``u`` an upper bound on the code length of the discrete ``x``. Uniform integers under a
+        perfect model give ``log2(levels)``. Without ``dequantize`` it is the continuous
+        density of ``x`` as given. Evaluate in eval mode (batchnorm then uses its running
+        averages, and no statistics are updated)."""
         return -self.log_prob(x) / (self.dim * math.log(2.0))
 
     @torch.no_grad()

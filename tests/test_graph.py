@@ -111,8 +111,8 @@ def test_mixing_analysis_matches_jacobian_sparsity(case: str) -> None:
     report = flowspec.build_graph(spec).graph["mixing"]
     analysed = torch.tensor(report.matrix())
     brute = _brute_force_dependencies(spec)
-    # The analysis treats conditioners as dense, so it may only over-approximate the Jacobian's
-    # sparsity; with random weights and conditioners that see their whole input it is exact.
+    # With generic random weights every conditioner output depends on its whole receptive field,
+    # so the analysis must equal the Jacobian's sparsity pattern exactly.
     assert torch.equal(analysed, brute), (analysed, brute)
 
 

@@ -16,6 +16,10 @@ from flowspec.graph.ir import OpNode
 
 
 class ActNorm(Bijection):
+    """``y = x * exp(log_scale) + bias`` on ``(N, D)`` or ``(N, C, H, W)``: one scale and bias
+    per feature/channel (parameters ``(1, D)`` / ``(1, C, 1, 1)``), shared over H x W, so the
+    logdet is ``H * W * sum(log_scale)`` for every example."""
+
     def __init__(self, shape: tuple[int, ...], data_init: bool = True, eps: float = 1e-6) -> None:
         super().__init__()
         self.log_scale = nn.Parameter(torch.zeros(broadcast_shape(shape)))
@@ -28,12 +32,14 @@ class ActNorm(Bijection):
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
-        """Set the parameters from batch ``x`` (N, ...) so the output is standardised."""
+        """Set the parameters from batch ``x`` so that the output has zero mean and unit
+        (biased) variance per feature/channel over the batch and the H x W positions."""
         dims = [0, *range(2, x.dim())]
         mean = x.mean(dim=dims, keepdim=True)
+        # One value per feature (a single vector) has no spread: then only centre it.
         std = (
             x.std(dim=dims, keepdim=True, unbiased=False)
-            if x.shape[0] > 1
+            if x.numel() > x.shape[1]
             else torch.ones_like(mean)
         )
         self.log_scale.copy_(-torch.log(std + self.eps))

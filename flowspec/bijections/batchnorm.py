@@ -16,6 +16,10 @@ from flowspec.graph.ir import OpNode
 
 
 class BatchNormFlow(Bijection):
+    """Batch normalisation on ``(N, D)`` or ``(N, C, H, W)`` with learned ``log_gamma`` and
+    ``beta`` per feature/channel. ``inverse`` always uses the running averages: the batch's
+    statistics of ``x`` cannot be recovered from ``y``, so invert in eval mode."""
+
     def __init__(self, shape: tuple[int, ...], momentum: float, eps: float) -> None:
         super().__init__()
         pshape = broadcast_shape(shape)

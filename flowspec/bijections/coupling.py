@@ -8,6 +8,7 @@ along dim 1 (features or channels) instead, so the network sees only the kept pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
 
 import torch
@@ -88,10 +89,10 @@ class AdditiveCoupling(Coupling):
     def transform(
         self, x: Tensor, params: tuple[Tensor, ...], weight: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        return x + params[0].reshape(x.shape), zeros_logdet(x)
+        return x + _shaped(params[0], x.shape), zeros_logdet(x)
 
     def untransform(self, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
-        return y - params[0].reshape(y.shape)
+        return y - _shaped(params[0], y.shape)
 
 
 class AffineCoupling(Coupling):
@@ -113,25 +114,33 @@ class AffineCoupling(Coupling):
             self.scale = nn.Parameter(torch.ones(1, *self.out_shape))
 
     def log_scale(self, raw: Tensor) -> Tensor:
-        if self.bound == "tanh":
-            return torch.tanh(raw)
-        if self.bound == "scaled_tanh":
-            return self.scale * torch.tanh(raw)
-        if self.bound == "sigmoid":
-            return F.logsigmoid(raw + 2.0)
-        return raw
+        """The bounded log-scale ``s`` from the net's raw output (see :data:`LOG_SCALES`)."""
+        return LOG_SCALES[self.bound](self, raw)
 
     def transform(
         self, x: Tensor, params: tuple[Tensor, ...], weight: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        shift, raw = (p.reshape(x.shape) for p in params)
+        shift, raw = (_shaped(p, x.shape) for p in params)
         s = self.log_scale(raw)
         logdet = sum_except_batch(s if weight is None else s * weight)
         return x * torch.exp(s) + shift, logdet
 
     def untransform(self, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
-        shift, raw = (p.reshape(y.shape) for p in params)
+        shift, raw = (_shaped(p, y.shape) for p in params)
         return (y - shift) * torch.exp(-self.log_scale(raw))
+
+
+LOG_SCALES: dict[str, Callable[[AffineCoupling, Tensor], Tensor]] = {
+    "tanh": lambda m, raw: torch.tanh(raw),
+    "scaled_tanh": lambda m, raw: m.scale * torch.tanh(raw),
+    "sigmoid": lambda m, raw: F.logsigmoid(raw + 2.0),  # Glow: scale = sigmoid(raw + 2)
+    "none": lambda m, raw: raw,
+}
+
+
+def _shaped(t: Tensor, shape: torch.Size) -> Tensor:
+    """``t`` as ``shape`` (conv nets already give it; MLPs give flat features)."""
+    return t if t.shape == shape else t.reshape(shape)
 
 
 def build_additive(node: OpNode) -> AdditiveCoupling:

@@ -23,6 +23,11 @@ def random_rotation(n: int, seed: int) -> Tensor:
 
 
 class InvConv(Bijection):
+    """``y[:, :, i, j] = W x[:, :, i, j]`` on ``(N, C, H, W)`` (``y = x W^T`` on ``(N, D)``);
+    logdet ``H * W * log|det W|``. With ``lu`` the parameters are the full ``lower`` and
+    ``upper`` matrices (only their strict triangles are used) and ``log_s``; ``p`` and ``sign``
+    are fixed buffers, saved with the weights."""
+
     def __init__(self, shape: tuple[int, ...], lu: bool, seed: int) -> None:
         super().__init__()
         n = shape[0]

@@ -1,9 +1,15 @@
 """Dequantisation and logit preprocessing, with exact log-determinants.
 
-``Dequantize``: y = (x + u) / levels, u ~ U[0, 1)^D drawn in every forward pass, logdet
--D log(levels); inverse floors to integers 0..levels-1. ``noise`` and ``round`` can be switched
-off to get the deterministic scaling alone (used by the numerical checks).
-``Logit``: p = alpha + (1 - 2 alpha) y, z = log p - log(1 - p).
+``Dequantize``: integers ``x`` in 0..levels-1 -> ``y = (x + u) / levels`` in [0, 1), with
+``u ~ U[0, 1)^D`` drawn in every forward pass (RealNVP, Glow); logdet ``-D log(levels)``, so the
+flow's ``log_prob`` is the density of ``x + u`` at the data's integer scale. The inverse floors
+back to integers. ``noise`` and ``round`` can be switched off to get the deterministic scaling
+``y = x / levels`` alone (used by the numerical checks).
+
+``Logit`` (RealNVP): ``p = alpha + (1 - 2 alpha) y``, ``z = log p - log(1 - p)``; logdet
+``sum(log(1 - 2 alpha) - log p - log(1 - p))``.
+
+Both act elementwise on any shape ``(N, ...)``; logdet has shape ``(N,)``.
 """
 
 from __future__ import annotations
@@ -19,15 +25,20 @@ from flowspec.graph.ir import OpNode
 
 
 class Dequantize(Bijection):
+    """Uniform dequantisation of integer data; see the module docstring."""
+
     def __init__(self, shape: tuple[int, ...], levels: int) -> None:
         super().__init__()
         self.levels = levels
         self.log_levels_total = prod(shape) * math.log(levels)
         self.noise = True
         self.round = True
+        # Integer data is cast to the dtype the flow was moved to (``.double()`` moves this).
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = x.to(torch.get_default_dtype()) if not x.is_floating_point() else x
+        if not x.is_floating_point():
+            x = x.to(self._ref.dtype)
         if self.noise:
             x = x + torch.rand_like(x)
         logdet = torch.full((x.shape[0],), -self.log_levels_total, dtype=x.dtype, device=x.device)
@@ -39,15 +50,17 @@ class Dequantize(Bijection):
 
 
 class Logit(Bijection):
+    """RealNVP's logit map of [0, 1] to the real line; see the module docstring."""
+
     def __init__(self, alpha: float) -> None:
         super().__init__()
         self.alpha = alpha
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         p = self.alpha + (1 - 2 * self.alpha) * x
-        z = torch.log(p) - torch.log1p(-p)
-        logdet = sum_except_batch(math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p))
-        return z, logdet
+        log_p, log_q = torch.log(p), torch.log1p(-p)
+        logdet = sum_except_batch(math.log(1 - 2 * self.alpha) - log_p - log_q)
+        return log_p - log_q, logdet
 
     def inverse(self, z: Tensor) -> Tensor:
         return (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)

@@ -9,6 +9,8 @@ from flowspec.graph.ir import OpNode
 
 
 class Squeeze(Bijection):
+    """``(N, C, H, W) -> (N, 4C, H/2, W/2)``, a pure reshuffle (logdet 0)."""
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         n, c, h, w = x.shape
         y = x.reshape(n, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)

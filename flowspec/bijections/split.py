@@ -16,6 +16,11 @@ from flowspec.graph.ir import OpNode
 
 
 class Split(Bijection):
+    """``(N, C, ...) -> ((N, C/2, ...) kept, (N, C/2, ...) latent)``; ``inverse`` takes the pair.
+
+    The prior is a 3x3 conv (images) or a linear map (vectors) from the kept half to
+    ``2 * C/2`` channels (mean, then log-std), zero-initialised so it starts as N(0, I)."""
+
     def __init__(self, shape: tuple[int, ...], learned_prior: bool) -> None:
         super().__init__()
         self.half = shape[0] // 2

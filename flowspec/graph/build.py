@@ -71,7 +71,8 @@ class _Builder:
             self.error(
                 "shape-rank",
                 f"'{spec.type}' needs input of {ranks}, got shape {self.shape}",
-                (*yaml_path, "type"),
+                # a list item points at its 'type:'; a level's 'squeeze:'/'split:' key at itself
+                yaml_path if isinstance(yaml_path[-1], str) else (*yaml_path, "type"),
                 "squeeze and image masks need [C, H, W] inputs",
             )
             return

@@ -1,9 +1,11 @@
 """Mixing analysis: which input elements can influence which latent elements.
 
 Each element carries a bitset of the input elements it depends on; every op's ``mix`` rule maps
-the bitsets of its input to those of its outputs (couplings: transformed elements gain every kept
-element; permutations, squeezes and 1x1 convolutions move or merge them). Conditioner networks
-are taken as dense over the kept elements. Two things are reported as warnings: latent elements
+the bitsets of its input to those of its outputs (couplings: transformed elements gain the kept
+elements their conditioner sees; permutations, squeezes and 1x1 convolutions move or merge them).
+MLP conditioners see every kept element; conv conditioners (and a split's learned prior) see the
+kept elements within their receptive field, so for generic weights the report equals the
+Jacobian's sparsity pattern. Two things are reported as warnings: latent elements
 that never interacted with any other element, and couplings that repeat the previous coupling's
 mask with nothing but elementwise ops in between (the second one cannot mix anything new).
 """

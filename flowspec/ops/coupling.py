@@ -9,7 +9,9 @@ channel mask); ``masked`` feeds it ``b * x`` at full size, as the course noteboo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import reduce
+from operator import or_
 from typing import Any, Literal
 
 from pydantic import Field
@@ -20,6 +22,14 @@ from flowspec.spec.base import Shape, StrictModel
 from flowspec.spec.nets import MLPSpec, NetSpec
 
 NET_RANKS = {"mlp": 1, "glow_conv": 3, "resnet": 3}
+
+# How far (in pixels, Chebyshev distance) a conditioner's output at one position can see:
+# glow_conv is 3x3, 1x1, 3x3; resnet is a 3x3 in, two 3x3 per block, a 3x3 out. None = dense.
+NET_RADIUS: dict[str, Callable[[Any], int | None]] = {
+    "mlp": lambda net: None,
+    "glow_conv": lambda net: 2,
+    "resnet": lambda net: 2 + 2 * net.blocks,
+}
 
 
 class CouplingFields(StrictModel):
@@ -92,19 +102,45 @@ def infer_coupling(spec: CouplingFields, ctx: InferContext) -> Inferred:
                 ("net_input",),
             )
         )
-    return Inferred((shape,), {"mask": mask}, tuple(problems))
+    radius = NET_RADIUS[spec.net.type](spec.net) if rank == 3 else None
+    return Inferred((shape,), {"mask": mask, "radius": radius}, tuple(problems))
+
+
+def window_or(values: list[int], height: int, width: int, radius: int | None) -> list[int]:
+    """For each position of an ``height x width`` grid (C order), the OR of ``values`` over the
+    positions within Chebyshev distance ``radius`` (clipped at the borders, as zero padding is;
+    ``None`` = every position). Separable: a row pass, then a column pass."""
+    if radius is None or radius >= max(height, width) - 1:
+        return [reduce(or_, values, 0)] * (height * width)
+    rows = [
+        reduce(or_, row[max(0, j - radius) : j + radius + 1], 0)
+        for row in (values[i * width : (i + 1) * width] for i in range(height))
+        for j in range(width)
+    ]
+    return [
+        reduce(or_, rows[max(0, i - radius) * width + j : (i + radius + 1) * width : width], 0)
+        for i in range(height)
+        for j in range(width)
+    ]
 
 
 def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
-    """Transformed elements depend on themselves and on every kept element."""
+    """Transformed elements depend on themselves and on the kept elements their conditioner
+    sees: all of them for vectors, those within its receptive field (any channel) for images."""
     mask = params["mask"]
     if len(mask) != len(deps):
         return (list(deps),)
-    cond = 0
-    for bit, dep in zip(mask, deps):
+    if len(in_shape) != 3:
+        cond = reduce(or_, (dep for bit, dep in zip(mask, deps) if bit), 0)
+        return ([dep if bit else dep | cond for bit, dep in zip(mask, deps)],)
+    _, height, width = in_shape
+    per = height * width
+    pixels = [0] * per
+    for k, (bit, dep) in enumerate(zip(mask, deps)):
         if bit:
-            cond |= dep
-    return ([dep if bit else dep | cond for bit, dep in zip(mask, deps)],)
+            pixels[k % per] |= dep
+    seen = window_or(pixels, height, width, params.get("radius"))
+    return ([dep if bit else dep | seen[k % per] for k, (bit, dep) in enumerate(zip(mask, deps))],)
 
 
 def _describe(mask: str | tuple[int, ...]) -> str:

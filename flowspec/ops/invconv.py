@@ -25,15 +25,14 @@ def _infer(spec: InvConvSpec, ctx: InferContext) -> Inferred:
 
 
 def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
-    """Every channel at a pixel depends on all channels at that pixel."""
-    per = len(deps) // in_shape[0]
-    out = []
-    for i in range(len(deps)):
-        pixel, merged = i % per, 0
-        for c in range(in_shape[0]):
-            merged |= deps[c * per + pixel]
-        out.append(merged)
-    return (out,)
+    """Every channel at a position depends on all channels at that position (O(D) ORs)."""
+    channels = in_shape[0]
+    per = len(deps) // channels
+    merged = list(deps[:per])
+    for c in range(1, channels):
+        block = deps[c * per : (c + 1) * per]
+        merged = [a | b for a, b in zip(merged, block)]
+    return (merged * channels,)
 
 
 OP = OpDef(

@@ -10,10 +10,15 @@ same model as a conditional Gaussian prior on h.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import reduce
+from operator import or_
 from typing import Any, Literal
 
 from flowspec.ops.base import Deps, InferContext, Inferred, OpDef, Problem
+from flowspec.ops.coupling import window_or
 from flowspec.spec.base import Shape, StrictModel
+
+PRIOR_RADIUS = 1  # the learned prior of an image split is one 3x3 convolution
 
 
 class SplitSpec(StrictModel):
@@ -42,14 +47,20 @@ def _infer(spec: SplitSpec, ctx: InferContext) -> Inferred:
 
 
 def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+    """The factored half gains, with a learned prior, the kept elements its 3x3 conv sees
+    (images) or all kept elements (vectors, a linear map)."""
     n = len(deps) // 2
     kept, out = list(deps[:n]), list(deps[n:])
-    if params.get("prior") == "learned":
-        cond = 0
-        for dep in kept:
-            cond |= dep
-        out = [dep | cond for dep in out]
-    return kept, out
+    if params.get("prior") != "learned":
+        return kept, out
+    if len(in_shape) != 3:
+        cond = reduce(or_, kept, 0)
+        return kept, [dep | cond for dep in out]
+    _, height, width = in_shape
+    per = height * width
+    pixels = [reduce(or_, kept[p::per], 0) for p in range(per)]
+    seen = window_or(pixels, height, width, PRIOR_RADIUS)
+    return kept, [dep | seen[k % per] for k, dep in enumerate(out)]
 
 
 def _infer_with_prior(spec: SplitSpec, ctx: InferContext) -> Inferred:
