@@ -22,7 +22,7 @@ from flowspec.flow import Flow
 N_POINTS = 2000
 N_IMAGES = 64
 IMAGE_TEMPERATURE = 0.8
-MAX_STAGES = 20
+MAX_STAGES = 24
 
 
 def to_images(flow: Flow, x: torch.Tensor | np.ndarray) -> np.ndarray:
