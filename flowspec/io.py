@@ -79,7 +79,13 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]
     """Metadata and all tensors of a flowspec weights file, validated as such."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(_diag("weights-missing", f"no weights file at '{path}'", path))
+        raise WeightsError(
+            _diag(
+                "weights-missing",
+                f"no weights file at '{path}'",
+                "train one with 'flowspec train' or write one with 'flowspec compile'",
+            )
+        )
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
@@ -89,7 +95,6 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]
             _diag(
                 "weights-corrupt",
                 f"'{path}' is not a readable safetensors file ({exc})",
-                path,
                 "the file may be truncated or not a "
                 "flowspec model; re-create it with 'flowspec compile' or train",
             )
@@ -99,7 +104,6 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]
             _diag(
                 "weights-format",
                 f"'{path}' is a safetensors file but not a flowspec model (no embedded spec)",
-                path,
             )
         )
     text = metadata["spec"]
@@ -108,7 +112,6 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]
             _diag(
                 "weights-spec-hash",
                 f"the spec embedded in '{path}' does not match its checksum",
-                path,
                 "the file was modified or damaged",
             )
         )
@@ -126,7 +129,7 @@ def load(path: str | Path) -> Flow:
         flow = compile_spec(spec)
     except (FlowspecError, json.JSONDecodeError) as exc:
         raise WeightsError(
-            _diag("weights-spec", f"the spec embedded in '{path}' is invalid: {exc}", path)
+            _diag("weights-spec", f"the spec embedded in '{path}' is invalid: {exc}")
         ) from None
     state = {k: v for k, v in tensors.items() if not k.startswith("optim.")}
     expected = flow.state_dict()
@@ -146,7 +149,6 @@ def load(path: str | Path) -> Flow:
             _diag(
                 "weights-mismatch",
                 f"the tensors in '{path}' do not match its spec ({'; '.join(parts)})",
-                path,
                 "the file was edited or written by an incompatible version",
             )
         )
@@ -154,5 +156,5 @@ def load(path: str | Path) -> Flow:
     return flow
 
 
-def _diag(code: str, message: str, path: Path, hint: str | None = None) -> Diagnostic:
+def _diag(code: str, message: str, hint: str | None = None) -> Diagnostic:
     return Diagnostic(code, message, hint=hint)
