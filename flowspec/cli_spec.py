@@ -21,21 +21,14 @@ from flowspec.cli_common import (
     table,
     write_text,
 )
-from flowspec.errors import Diagnostic, FlowspecError, SpecError
+from flowspec.errors import FlowspecError
 
 
 def read_spec(path: str) -> Any:
-    """The validated spec in file ``path`` (always read as a file, never as YAML text)."""
+    """The validated spec in file ``path`` (a ``Path`` is always read as a file, never as YAML
+    text; a missing file is ``spec-missing``)."""
     from flowspec.spec.parse import load_spec
 
-    if not Path(path).is_file():
-        raise SpecError(
-            Diagnostic(
-                "spec-missing",
-                f"spec file '{path}' does not exist",
-                hint="check the path; specs/ holds the shipped examples",
-            )
-        )
     return load_spec(Path(path))
 
 
