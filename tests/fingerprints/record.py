@@ -1,0 +1,95 @@
+"""Record behaviour fingerprints of every shipped spec, through the public API only.
+
+For each spec in ``specs/`` and ``examples/``: compile it (its own seed), run one forward pass on
+fixed domain inputs (data-dependent init), perturb every parameter by 0.05 x N(0, 1) (0.002 for
+paper-size specs) from a fixed generator so no coupling is an identity, then record the parameter
+count and, in float64, ``z`` and ``logdet`` on fixed inputs and 4 samples at a fixed seed. Small
+specs also keep the weights file that ``flowspec.save`` wrote, so a later flowspec must load a
+file written by an earlier one and reproduce the numbers bit for bit
+(``tests/test_fingerprints.py``).
+
+Run from the repository root: ``python tests/fingerprints/record.py`` (rewrites the files; only do
+this on purpose, when a change of behaviour is intended).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import flowspec  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+LARGE = {"realnvp_cifar10", "glow_cifar10"}  # parameter count and a 2-example forward only
+
+
+def spec_files() -> list[Path]:
+    return sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def domain_inputs(spec: flowspec.FlowSpec, n: int, seed: int) -> torch.Tensor:
+    """Fixed inputs in the flow's domain: integers below ``levels`` after ``dequantize``."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (n, *spec.input.shape)
+    first = spec.preprocess[0] if spec.preprocess else None
+    if first is not None and first.type == "dequantize":
+        return torch.randint(0, first.levels, shape, generator=gen).double()
+    return torch.randn(shape, generator=gen, dtype=torch.float64)
+
+
+@torch.no_grad()
+def prepare(path: Path) -> flowspec.Flow:
+    """Compile, initialise on data and perturb (float32, as a user's model is); paper-size
+    specs get a smaller perturbation, since 512-channel convolutions amplify it to overflow."""
+    flow = flowspec.compile(path)
+    scale = 0.002 if path.stem in LARGE else 0.05
+    torch.manual_seed(0)
+    flow(domain_inputs(flow.spec, 64, seed=1).float())
+    gen = torch.Generator().manual_seed(2)
+    for p in flow.parameters():
+        p.add_(scale * torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype))
+    return flow
+
+
+@torch.no_grad()
+def fingerprint(flow: flowspec.Flow, n: int) -> dict[str, torch.Tensor]:
+    """``x``, ``z``, ``logdet`` and 4 samples in float64, eval mode, fixed seeds."""
+    flow = flow.double().eval()
+    x = domain_inputs(flow.spec, n, seed=3)
+    torch.manual_seed(4)
+    z, logdet = flow(x)
+    torch.manual_seed(5)
+    sample = flow.sample(4, temperature=0.7)
+    out = {"x": x, "z": z, "logdet": logdet, "sample": sample}
+    bad = [key for key, value in out.items() if not torch.isfinite(value).all()]
+    if bad:
+        raise ValueError(f"{flow.spec.name}: non-finite {bad}; a fingerprint must be finite")
+    return out
+
+
+def main() -> None:
+    counts = {}
+    for path in spec_files():
+        name = path.stem
+        flow = prepare(path)
+        counts[name] = flow.num_parameters()
+        if name in LARGE:
+            tensors = fingerprint(flow, 2)
+        else:
+            weights = OUT / f"{name}.safetensors"
+            flowspec.save(flow, weights)
+            tensors = fingerprint(flowspec.load(weights), 16)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / f"{name}.expected")
+        print(f"{name}: {counts[name]:,} parameters")
+    (OUT / "parameters.json").write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

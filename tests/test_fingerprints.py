@@ -1,0 +1,41 @@
+"""Behaviour is unchanged: files written by flowspec 0.1 load and reproduce its numbers exactly.
+
+``tests/fingerprints/record.py`` wrote, with flowspec 0.1, a perturbed model of every shipped
+spec, its parameter count, and in float64 ``z``, ``logdet`` and 4 samples on fixed inputs.
+Loading those files today must give the same numbers bit for bit (paper-size specs: the same
+parameter count and the same forward pass of freshly compiled, identically seeded weights).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import flowspec
+from tests.fingerprints import record
+
+COUNTS = json.loads((record.OUT / "parameters.json").read_text())
+SPECS = {path.stem: path for path in record.spec_files()}
+
+
+def test_every_shipped_spec_has_a_fingerprint() -> None:
+    assert sorted(COUNTS) == sorted(SPECS)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_fingerprint_matches_flowspec_0_1(name: str) -> None:
+    if name in record.LARGE:
+        flow = record.prepare(SPECS[name])
+        n = 2
+    else:
+        flow = flowspec.load(record.OUT / f"{name}.safetensors")
+        n = 16
+    assert flow.num_parameters() == COUNTS[name]
+    expected = load_file(record.OUT / f"{name}.expected")
+    got = record.fingerprint(flow, n)
+    for key in ("x", "z", "logdet", "sample"):
+        assert got[key].dtype == torch.float64
+        assert torch.equal(got[key], expected[key]), f"{name}: {key} differs"
