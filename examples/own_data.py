@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 import flowspec
-from flowspec.spec.run import TrainSpec
-from flowspec.train import train
+from flowspec import TrainSpec, train
 
 
 def make_ring(n: int, seed: int = 0) -> np.ndarray:

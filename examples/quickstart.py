@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 import flowspec
+from flowspec import TrainSpec, train
 from flowspec.data import load_splits, moons_log_density
-from flowspec.spec.run import TrainSpec
-from flowspec.train import train
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 A YAML spec is validated (:func:`load_spec`), lowered to a checked networkx graph
 (:func:`build_graph`) and compiled to a ``torch.nn.Module`` (:func:`compile`) whose
 ``forward(x) -> (z, logdet)`` maps data to latent. :func:`save` / :func:`load` keep weights and
-spec together in one safetensors file.
+spec together in one safetensors file; :func:`train` fits a flow by maximum likelihood.
 
 Names that need torch are imported on first use, so ``import flowspec`` followed by
 ``flowspec.build_graph`` stays torch-free (``flowspec validate`` is instant).
@@ -21,25 +21,31 @@ from flowspec.errors import (
     GraphError,
     Location,
     SpecError,
+    TrainingError,
     WeightsError,
 )
 from flowspec.version import __version__
 
 _LAZY = {
-    "load_spec": "flowspec.spec.parse",
+    "load_spec": "flowspec.api",
+    "build_graph": "flowspec.api",
+    "compile": "flowspec.api",
     "parse_spec": "flowspec.spec.parse",
-    "read_source": "flowspec.source",
+    "read_source": "flowspec.spec.source",
     "FlowSpec": "flowspec.spec.models",
-    "build_graph": "flowspec.graph.build",
-    "format_graph": "flowspec.graph.render",
-    "to_dot": "flowspec.graph.render",
-    "to_mermaid": "flowspec.graph.render",
-    "ALL_OPS": "flowspec.ops",
-    "compile": "flowspec.compiler",
-    "compile_graph": "flowspec.compiler",
-    "Flow": "flowspec.flow",
+    "TrainSpec": "flowspec.spec.training",
+    "FlowGraph": "flowspec.graph",
+    "check_graph": "flowspec.graph",
+    "format_graph": "flowspec.graph",
+    "to_dot": "flowspec.graph",
+    "to_mermaid": "flowspec.graph",
+    "ALL_OPS": "flowspec.layers",
+    "compile_graph": "flowspec.nn",
+    "Flow": "flowspec.nn",
     "save": "flowspec.io",
     "load": "flowspec.io",
+    "train": "flowspec.training",
+    "TrainResult": "flowspec.training",
 }
 
 __all__ = [
@@ -47,14 +53,19 @@ __all__ = [
     "DataError",
     "Diagnostic",
     "Flow",
+    "FlowGraph",
     "FlowSpec",
     "FlowspecError",
     "GraphError",
     "Location",
     "SpecError",
+    "TrainResult",
+    "TrainSpec",
+    "TrainingError",
     "WeightsError",
     "__version__",
     "build_graph",
+    "check_graph",
     "compile",
     "compile_graph",
     "format_graph",
@@ -65,6 +76,7 @@ __all__ = [
     "save",
     "to_dot",
     "to_mermaid",
+    "train",
 ]
 
 

@@ -1,15 +1,33 @@
-"""Error classes and diagnostics.
+"""Error classes, diagnostics, and the one table of every diagnostic code.
 
 Every user-facing problem is a :class:`Diagnostic`: a stable ``code``, a ``message``, the spec
 ``path`` it concerns (``layers.2.mask``), the ``file:line:col`` it came from when known, and an
 optional ``hint``. Stages collect all their diagnostics and raise one :class:`FlowspecError`
 subclass holding them, so a user sees every problem of a file at once.
+
+:data:`CODES` lists every code flowspec can report, with the error class that carries it and what
+it means; ``docs/errors.md`` is generated from it and a test checks that every code raised in the
+package is listed here and has a test that triggers it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+__all__ = [
+    "CODES",
+    "CodeInfo",
+    "DataError",
+    "Diagnostic",
+    "FlowspecError",
+    "GraphError",
+    "Location",
+    "SpecError",
+    "TrainingError",
+    "WeightsError",
+    "codes_of",
+]
 
 Severity = Literal["error", "warning"]
 
@@ -39,18 +57,11 @@ class Diagnostic:
 
     def format(self) -> str:
         """``file:line:col: path: message`` followed by the hint on its own line."""
-        parts = []
-        if self.location is not None:
-            parts.append(str(self.location))
-        if self.path:
-            parts.append(self.path)
-        prefix = ": ".join(parts)
+        prefix = ": ".join(part for part in (str(self.location or ""), self.path) if part)
         label = "warning" if self.severity == "warning" else "error"
-        text = (
-            f"{prefix}: {label}[{self.code}]: {self.message}"
-            if prefix
-            else (f"{label}[{self.code}]: {self.message}")
-        )
+        text = f"{label}[{self.code}]: {self.message}"
+        if prefix:
+            text = f"{prefix}: {text}"
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text
@@ -101,40 +112,112 @@ class DataError(FlowspecError):
     """A data set is unknown, unreadable, or does not match the spec's input shape."""
 
 
-# Every diagnostic code a user can meet, by stage, with what it means. docs/errors.md is this
-# table; tests check that each spec and graph code has an invalid-spec fixture.
-SPEC_CODES: dict[str, str] = {
-    "spec-missing": "the spec file does not exist",
-    "yaml-syntax": "the file is not valid YAML",
-    "empty-spec": "the file is empty",
-    "missing-version": "no 'flowspec: <version>' key",
-    "bad-version": "a format version this flowspec cannot read",
-    "unknown-key": "a key the schema does not know (typos are errors, never dropped)",
-    "unknown-type": "an unknown layer, conditioner or base type",
-    "missing-type": "a layer item with neither 'type' nor 'repeat'",
-    "missing-key": "a required key is absent",
-    "bad-value": "a value of the wrong type or out of range",
+class TrainingError(FlowspecError):
+    """Training cannot start, resume or go on: a non-finite loss, a mismatched resume, a device."""
+
+
+@dataclass(frozen=True)
+class CodeInfo:
+    """What a diagnostic code means and which error class carries it (None: a warning)."""
+
+    error: type[FlowspecError] | None
+    meaning: str
+
+
+def _table(error: type[FlowspecError] | None, rows: dict[str, str]) -> dict[str, CodeInfo]:
+    return {code: CodeInfo(error, meaning) for code, meaning in rows.items()}
+
+
+CODES: dict[str, CodeInfo] = {
+    **_table(
+        SpecError,
+        {
+            "spec-missing": "the spec file does not exist",
+            "yaml-syntax": "the file is not valid YAML",
+            "empty-spec": "the file is empty",
+            "missing-version": "no 'flowspec: <version>' key",
+            "bad-version": "a format version this flowspec cannot read",
+            "unknown-key": "a key the schema does not know (typos are errors, never dropped)",
+            "unknown-type": "an unknown layer, conditioner or base type",
+            "missing-type": "a layer item with neither 'type' nor 'repeat'",
+            "missing-key": "a required key is absent",
+            "bad-value": "a value of the wrong type or out of range",
+        },
+    ),
+    **_table(
+        GraphError,
+        {
+            "shape-rank": "an input of the wrong rank for the spec or for a layer",
+            "mask-rank": "a vector mask on an image or an image mask on a vector",
+            "mask-length": "an explicit mask whose length is not the element count",
+            "mask-empty": "a mask that keeps everything or nothing (channel mask on 1 channel)",
+            "net-rank": "an MLP conditioner on images or a conv conditioner on vectors",
+            "net-input": "net_input 'half' on images with a non-channel mask",
+            "squeeze-odd": "squeeze of an odd height or width",
+            "split-odd": "split of an odd channel or feature count",
+            "empty-flow": "a flow with no layers",
+            "graph-cycle": "(verifier) the graph has a cycle",
+            "graph-disconnected": "(verifier) the graph is not connected",
+            "graph-latent": "(verifier) a latent node has consumers",
+            "graph-input": "(verifier) more than one input node",
+            "graph-ports": "(verifier) an op input or output port not consumed exactly once",
+            "graph-op": "(verifier) an op of a kind that is not registered",
+            "graph-shape": "(verifier) shapes on the edges disagree with the op's shape rule",
+            "graph-dimension": "(verifier) the latents do not hold as many elements as the input",
+        },
+    ),
+    **_table(
+        None,
+        {
+            "same-mask": "two couplings in a row with the same mask and only elementwise layers "
+            "between",
+            "never-mixed": "latent elements that never interact with any other input element",
+        },
+    ),
+    **_table(
+        WeightsError,
+        {
+            "weights-missing": "no file at the given path",
+            "weights-corrupt": "not a readable safetensors file (e.g. truncated)",
+            "weights-format": "a safetensors file without an embedded flowspec spec",
+            "weights-spec-hash": "the embedded spec does not match its checksum",
+            "weights-spec": "the embedded spec is invalid",
+            "weights-mismatch": "tensors missing, unexpected or of the wrong shape for the spec",
+            "not-a-checkpoint": "a model file without training state given to --resume",
+        },
+    ),
+    **_table(
+        DataError,
+        {
+            "unknown-dataset": "neither a built-in data set nor a path to a file",
+            "data-missing": "the data file does not exist",
+            "data-format": "a data file of an unsupported type",
+            "data-unreadable": "a data file that cannot be read as numbers",
+            "data-nonfinite": "data with NaN or Inf values",
+            "data-too-small": "too few examples to split into train, validation and test",
+            "data-shape": "examples whose shape is not the spec's input shape",
+            "no-data": "no data given and none recorded in the spec or the model",
+        },
+    ),
+    **_table(
+        TrainingError,
+        {
+            "nonfinite-loss": "training diverged: a NaN or Inf loss, gradient or validation NLL",
+            "nothing-to-resume": "--resume without a checkpoint in the run directory",
+            "resume-mismatch": "--resume with other settings, data or spec than the checkpoint",
+            "device-unavailable": "--device cuda without a visible GPU",
+            "device-unknown": "a device name other than cpu or cuda",
+        },
+    ),
+    **_table(
+        FlowspecError,
+        {
+            "sample-format": "samples that cannot be drawn in the asked file format",
+        },
+    ),
 }
-GRAPH_CODES: dict[str, str] = {
-    "shape-rank": "an input of the wrong rank for the spec or for a layer",
-    "mask-rank": "a vector mask on an image or an image mask on a vector",
-    "mask-length": "an explicit mask whose length is not the element count",
-    "mask-empty": "a mask that keeps everything or nothing (e.g. channel mask on 1 channel)",
-    "net-rank": "an MLP conditioner on images or a conv conditioner on vectors",
-    "net-input": "net_input 'half' on images with a non-channel mask",
-    "squeeze-odd": "squeeze of an odd height or width",
-    "split-odd": "split of an odd channel or feature count",
-    "empty-flow": "a flow with no layers",
-}
-WARNING_CODES: dict[str, str] = {
-    "same-mask": "two couplings in a row with the same mask and only elementwise layers between",
-    "never-mixed": "latent elements that never interact with any other input element",
-}
-WEIGHTS_CODES: dict[str, str] = {
-    "weights-missing": "no file at the given path",
-    "weights-corrupt": "not a readable safetensors file (e.g. truncated)",
-    "weights-format": "a safetensors file without an embedded flowspec spec",
-    "weights-spec-hash": "the embedded spec does not match its checksum",
-    "weights-spec": "the embedded spec is invalid",
-    "weights-mismatch": "tensors missing, unexpected or of the wrong shape for the spec",
-}
+
+
+def codes_of(error: type[FlowspecError] | None) -> dict[str, str]:
+    """``code -> meaning`` of the codes carried by ``error`` (None: the warnings)."""
+    return {code: info.meaning for code, info in CODES.items() if info.error is error}

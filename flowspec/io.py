@@ -2,8 +2,9 @@
 
 Metadata keys: ``format`` (``flowspec-weights``), ``format_version``, ``flowspec_version``,
 ``spec`` (the resolved spec, all defaults filled, as JSON) and ``spec_sha256``. One file rebuilds
-the model: :func:`load` needs nothing else. Files are written atomically (temp file + rename), so
-an interrupted save never leaves a half-written file under the target name.
+the model: :func:`load` needs nothing else, reads the file once, and returns the model in the
+dtype it was saved in. Files are written atomically (temp file + rename), so an interrupted save
+never leaves a half-written file under the target name.
 """
 
 from __future__ import annotations
@@ -12,16 +13,30 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from flowspec.errors import Diagnostic, FlowspecError, WeightsError
-from flowspec.flow import Flow
+from flowspec.nn.flow import Flow
 from flowspec.version import __version__
+
+__all__ = [
+    "EXTRA_PREFIX",
+    "WeightsFile",
+    "flow_from_file",
+    "load",
+    "read_weights",
+    "save",
+    "spec_json",
+    "write_atomic",
+]
+
+EXTRA_PREFIX = "optim."  # tensors that travel in the file but are not the model's state
 
 FORMAT = "flowspec-weights"
 FORMAT_VERSION = "1"
@@ -42,6 +57,14 @@ def save(
 
     ``extra_tensors`` (e.g. optimizer state, names prefixed ``optim.``) and ``extra_metadata``
     travel in the same file and are ignored by :func:`load`.
+
+    Example:
+        >>> import tempfile, flowspec
+        >>> flow = flowspec.compile("specs/nice_moons.yaml").double()
+        >>> path = save(flow, tempfile.mkdtemp() + "/moons.safetensors")
+        >>> loaded = load(path)
+        >>> loaded.num_parameters() == flow.num_parameters(), next(loaded.parameters()).dtype
+        (True, torch.float64)
     """
     path = Path(path)
     text = spec_json(flow)
@@ -60,7 +83,7 @@ def save(
     return path
 
 
-def write_atomic(path: Path, write: Any) -> None:
+def write_atomic(path: Path, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -75,8 +98,32 @@ def write_atomic(path: Path, write: Any) -> None:
             os.unlink(tmp)
 
 
-def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """Metadata and all tensors of a flowspec weights file, validated as such."""
+@dataclass(frozen=True)
+class WeightsFile:
+    """A flowspec weights file's metadata and tensors, read once and checked as such."""
+
+    path: Path
+    metadata: dict[str, str]
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def state(self) -> dict[str, torch.Tensor]:
+        """The model's own tensors (without optimizer state and random states)."""
+        return {k: v for k, v in self.tensors.items() if not k.startswith(EXTRA_PREFIX)}
+
+    @property
+    def spec_data(self) -> dict[str, object]:
+        """The embedded resolved spec, as plain data."""
+        return json.loads(self.metadata["spec"])
+
+
+def read_weights(path: str | Path) -> WeightsFile:
+    """Read a flowspec weights file and check its format and the embedded spec's checksum.
+
+    Raises:
+        WeightsError: ``weights-missing``, ``weights-corrupt``, ``weights-format`` or
+            ``weights-spec-hash``.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(
@@ -115,23 +162,39 @@ def read_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]
                 "the file was modified or damaged",
             )
         )
-    return metadata, tensors
+    return WeightsFile(path, metadata, tensors)
 
 
-def load(path: str | Path) -> Flow:
-    """Rebuild the flow stored in ``path`` (spec from the metadata, then the weights)."""
-    from flowspec.compiler import compile as compile_spec
-    from flowspec.spec.parse import load_spec
+def flow_from_file(weights: WeightsFile) -> Flow:
+    """Build the flow a weights file describes and load its tensors into it, in the dtype the
+    tensors were saved in.
 
-    metadata, tensors = read_file(path)
+    Raises:
+        WeightsError: ``weights-spec`` (the embedded spec does not validate or build) or
+            ``weights-mismatch`` (the tensors do not fit the spec).
+    """
+    from flowspec.api import compile as compile_spec
+    from flowspec.spec.parse import parse_spec
+    from flowspec.spec.source import source_from_data
+
     try:
-        spec = load_spec(json.loads(metadata["spec"]))
+        spec = parse_spec(source_from_data(weights.spec_data, str(weights.path)))
         flow = compile_spec(spec)
     except (FlowspecError, json.JSONDecodeError) as exc:
         raise WeightsError(
-            _diag("weights-spec", f"the spec embedded in '{path}' is invalid: {exc}")
+            _diag("weights-spec", f"the spec embedded in '{weights.path}' is invalid: {exc}")
         ) from None
-    state = {k: v for k, v in tensors.items() if not k.startswith("optim.")}
+    state = weights.state
+    check_tensors(state, flow, weights.path)
+    dtype = next((t.dtype for t in state.values() if t.is_floating_point()), None)
+    if dtype is not None:
+        flow.to(dtype)
+    flow.load_state_dict(state)
+    return flow
+
+
+def check_tensors(state: dict[str, torch.Tensor], flow: Flow, path: Path) -> None:
+    """Refuse tensors that are missing, unexpected or of the wrong shape for ``flow``."""
     expected = flow.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -152,8 +215,12 @@ def load(path: str | Path) -> Flow:
                 "the file was edited or written by an incompatible version",
             )
         )
-    flow.load_state_dict(state)
-    return flow
+
+
+def load(path: str | Path) -> Flow:
+    """Rebuild the flow stored in ``path``: the spec from its metadata, then its weights, in the
+    dtype they were saved in. The file is read once."""
+    return flow_from_file(read_weights(path))
 
 
 def _diag(code: str, message: str, hint: str | None = None) -> Diagnostic:

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 
 import flowspec
-from flowspec.errors import WEIGHTS_CODES, WeightsError
-from flowspec.io import read_file, write_atomic
-from tests.conftest import example_spec
+from flowspec.errors import WeightsError, codes_of
+from flowspec.io import read_weights, write_atomic
+from tests.helpers import example_spec
 
 SPEC = example_spec(
     [3],
@@ -34,7 +34,8 @@ def saved(tmp_path: Path) -> Path:
 
 
 def test_file_holds_spec_and_metadata(saved: Path) -> None:
-    metadata, tensors = read_file(saved)
+    weights = read_weights(saved)
+    metadata, tensors = weights.metadata, weights.tensors
     assert metadata["format"] == "flowspec-weights" and metadata["flowspec_version"]
     spec = json.loads(metadata["spec"])
     assert spec["layers"][1]["order"] == "random" and spec["base"] == {"type": "normal"}
@@ -54,7 +55,7 @@ def test_loaded_actnorm_is_not_initialised_again(saved: Path) -> None:
 def test_random_permutation_survives_reload(saved: Path) -> None:
     flow = flowspec.load(saved)
     assert flow.layers["1"].perm.tolist() == list(
-        flowspec.build_graph(SPEC).nodes["layers.1"]["op"].params["perm"]
+        flowspec.build_graph(SPEC).op("layers.1").params["perm"]
     )
 
 
@@ -62,7 +63,7 @@ def _expect(code: str, path: Path) -> WeightsError:
     with pytest.raises(WeightsError) as info:
         flowspec.load(path)
     assert info.value.codes == [code], info.value.format()
-    assert code in WEIGHTS_CODES
+    assert code in codes_of(WeightsError)
     return info.value
 
 
@@ -90,7 +91,8 @@ def test_safetensors_without_spec(tmp_path: Path) -> None:
 
 
 def _rewrite(path: Path, metadata_change=None, tensor_change=None) -> None:
-    metadata, tensors = read_file(path)
+    weights = read_weights(path)
+    metadata, tensors = dict(weights.metadata), dict(weights.tensors)
     if metadata_change:
         metadata_change(metadata)
     if tensor_change:
@@ -143,6 +145,21 @@ def test_extra_tensors_travel_but_are_ignored_by_load(tmp_path: Path) -> None:
         extra_tensors={"optim.step": torch.tensor(5)},
         extra_metadata={"k": "v"},
     )
-    metadata, tensors = read_file(path)
-    assert tensors["optim.step"].item() == 5 and metadata["k"] == "v"
+    weights = read_weights(path)
+    assert weights.tensors["optim.step"].item() == 5 and weights.metadata["k"] == "v"
+    assert "optim.step" not in weights.state
     flowspec.load(path)
+
+
+def test_float64_model_comes_back_float64(tmp_path: Path) -> None:
+    flow = flowspec.compile(SPEC).double()
+    with torch.no_grad():
+        flow(torch.randn(64, 3, dtype=torch.float64) * 3 + 1)
+        for p in flow.parameters():
+            p.add_(1e-9 * torch.randn_like(p))  # digits a float32 round trip would lose
+    loaded = flowspec.load(flowspec.save(flow, tmp_path / "m.safetensors"))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    for (name, a), b in zip(flow.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
+    x = torch.randn(8, 3, dtype=torch.float64)
+    assert torch.equal(loaded(x)[0], flow(x)[0])

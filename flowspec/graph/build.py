@@ -7,23 +7,23 @@ collected before one :class:`GraphError` is raised.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
-from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
-from flowspec.errors import Diagnostic, GraphError
-from flowspec.graph.checks import run_checks
+from flowspec.errors import Diagnostic, GraphError, Location
 from flowspec.graph.ir import FINAL_LATENT, INPUT, FlowGraph, OpNode, latent_name
 from flowspec.graph.mixing import analyse_mixing
-from flowspec.ops import OPS
-from flowspec.ops.base import InferContext
-from flowspec.ops.split import SplitSpec
-from flowspec.ops.squeeze import SqueezeSpec
-from flowspec.source import PathKey
+from flowspec.layers import OPS
+from flowspec.layers.base import InferContext
+from flowspec.layers.split import SplitSpec
+from flowspec.layers.squeeze import SqueezeSpec
 from flowspec.spec.models import FlowSpec, LevelSpec, RepeatSpec, SplitOptions
-from flowspec.spec.parse import load_spec
+from flowspec.spec.source import PathKey
+
+__all__ = ["build_graph", "check_graph"]
 
 
 class _Builder:
@@ -31,14 +31,14 @@ class _Builder:
 
     def __init__(self, spec: FlowSpec) -> None:
         self.spec = spec
-        self.graph: FlowGraph = nx.MultiDiGraph()
+        self.graph = nx.MultiDiGraph()
         self.errors: list[Diagnostic] = []
         self.shape = tuple(spec.input.shape)
         self.cursor: tuple[str, int] = (INPUT, 0)
         self.latents: list[str] = []
         self.graph.add_node(INPUT, kind="input", shape=self.shape)
 
-    def locate(self, path: PathKey) -> Any:
+    def locate(self, path: PathKey) -> Location | None:
         source = self.spec.source
         return source.locate(path) if source is not None else None
 
@@ -77,7 +77,7 @@ class _Builder:
             )
             return
         seed = zlib.crc32(f"{self.spec.seed}:{name}".encode())
-        ctx = InferContext(self.shape, name, repeat_index, seed)
+        ctx = InferContext(self.shape, repeat_index, seed)
         inferred = opdef.infer(spec, ctx)
         for p in inferred.problems:
             self.error(p.code, p.message, (*yaml_path, *p.at), p.hint)
@@ -104,30 +104,27 @@ class _Builder:
         self.graph.add_node(FINAL_LATENT, kind="latent", shape=self.shape)
         self.graph.add_edge(self.cursor[0], FINAL_LATENT, src_port=self.cursor[1], shape=self.shape)
         self.latents.append(FINAL_LATENT)
-        self.graph.graph.update(
-            spec=self.spec,
-            name=self.spec.name,
-            input_shape=tuple(self.spec.input.shape),
-            latents=self.latents,
-        )
-        return self.graph
+        return FlowGraph(self.graph, self.spec, tuple(self.latents))
 
 
-def build_graph(spec: FlowSpec | str | Path | dict[str, Any]) -> FlowGraph:
-    """Lower ``spec`` to the IR and run every check pass.
+def build_graph(spec: FlowSpec) -> FlowGraph:
+    """Lower a validated spec to the IR and check it (:func:`check_graph`).
 
     Arguments:
-        spec: a :class:`FlowSpec`, or anything :func:`flowspec.load_spec` reads.
+        spec: the flow, as :func:`flowspec.load_spec` returns it.
 
     Returns:
-        The checked graph; ``graph.graph["warnings"]`` holds the mixing-analysis warnings and
-        ``graph.graph["mixing"]`` the dependency report.
+        The checked graph, with its mixing report and warnings.
 
     Raises:
-        SpecError: the spec does not validate.
         GraphError: the spec describes an ill-formed flow (all problems at once).
+
+    Example:
+        >>> from flowspec.api import load_spec
+        >>> graph = build_graph(load_spec("specs/nice_moons.yaml"))
+        >>> graph.input_shape, graph.latents
+        ((2,), ('z',))
     """
-    spec = load_spec(spec)
     builder = _Builder(spec)
     shape = tuple(spec.input.shape)
     if len(shape) not in (1, 3):
@@ -153,9 +150,21 @@ def build_graph(spec: FlowSpec | str | Path | dict[str, Any]) -> FlowGraph:
         )
     if builder.errors:
         raise GraphError(builder.errors)
-    graph = builder.finish()
-    problems = run_checks(graph)
+    return check_graph(builder.finish())
+
+
+def check_graph(graph: FlowGraph) -> FlowGraph:
+    """Run the verifier passes and the mixing analysis on ``graph``.
+
+    Returns:
+        The graph with its mixing report and warnings filled in.
+
+    Raises:
+        GraphError: a verifier pass found a problem (a graph built by :func:`build_graph` has
+            none; the passes guard hand-made or transformed graphs).
+    """
+    problems = graph.lint()
     if problems:
         raise GraphError(problems)
-    graph.graph["mixing"], graph.graph["warnings"] = analyse_mixing(graph, builder.locate)
-    return graph
+    mixing, warnings = analyse_mixing(graph)
+    return dataclasses.replace(graph, mixing=mixing, warnings=warnings)

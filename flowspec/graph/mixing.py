@@ -12,16 +12,20 @@ mask with nothing but elementwise ops in between (the second one cannot mix anyt
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from flowspec.errors import Diagnostic
-from flowspec.graph.ir import INPUT, FlowGraph
-from flowspec.ops import OPS
+from flowspec.graph.ir import INPUT
+from flowspec.layers import OPS
+
+if TYPE_CHECKING:
+    from flowspec.graph.ir import FlowGraph
+
+__all__ = ["MixingReport", "analyse_mixing"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,9 @@ class MixingReport:
         )
 
 
-def analyse_mixing(
-    graph: FlowGraph, locate: Callable[[Any], Any]
-) -> tuple[MixingReport, tuple[Diagnostic, ...]]:
-    """Propagate dependency bitsets through ``graph``; return the report and the warnings."""
+def analyse_mixing(flow: FlowGraph) -> tuple[MixingReport, tuple[Diagnostic, ...]]:
+    """Propagate dependency bitsets through ``flow``; return the report and the warnings."""
+    graph, locate = flow.graph, flow.locate
     size = prod(graph.nodes[INPUT]["shape"])
     full = (1 << size) - 1
     values: dict[tuple[str, int], list[int]] = {(INPUT, 0): [1 << i for i in range(size)]}
@@ -88,7 +91,7 @@ def analyse_mixing(
                         "same-mask",
                         "this coupling uses the same mask as the previous one with only "
                         "elementwise layers in between, so it cannot mix anything new",
-                        ".".join(map(str, op.spec_path)),
+                        op.path,
                         locate((*op.spec_path, "mask")),
                         "alternate the mask (e.g. 'alternating') or add a permute/invconv between",
                         severity="warning",
@@ -100,13 +103,13 @@ def analyse_mixing(
         if full_after is None and all(d == full for d in outs[0]) and len(outs) == 1:
             full_after = op.name
     latent_deps: list[int] = []
-    for latent in graph.graph["latents"]:
+    for latent in flow.latents:
         ((src, _, edge),) = graph.in_edges(latent, data=True)
         latent_deps += values[(src, edge["src_port"])]
     alone = [i for i, dep in enumerate(latent_deps) if dep.bit_count() == 1 and size > 1]
     if alone:
         shown = ", ".join(map(str, alone[:8])) + (", ..." if len(alone) > 8 else "")
-        path = ("layers",) if graph.graph["spec"].layers else ("levels",)
+        path = ("layers",) if flow.spec.layers else ("levels",)
         warnings.append(
             Diagnostic(
                 "never-mixed",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
-from flowspec.graph.ir import INPUT, FlowGraph, latent_shapes, op_nodes
-from flowspec.ops import OPS
+from flowspec.graph.ir import FlowGraph
+
+__all__ = ["format_graph", "to_dot", "to_mermaid"]
 
 
 def _detail(op: Any) -> str:
@@ -19,8 +21,13 @@ def _detail(op: Any) -> str:
     if net is not None:
         size = getattr(net, "hidden", None) or getattr(net, "channels", "")
         parts.append(f"net {net.type}{list(size) if isinstance(size, tuple) else size}")
-    if "log_scale" in type(op.spec).model_fields:
+    fields = type(op.spec).model_fields
+    if "log_scale" in fields:
         parts.append(f"log_scale {op.spec.log_scale}")
+    elif "transform" in fields:
+        options = op.spec.transform.model_dump(exclude={"type"})
+        given = ", ".join(f"{k}={v}" for k, v in options.items())
+        parts.append(f"transform {op.spec.transform.type}" + (f"({given})" if given else ""))
     perm = op.params.get("perm")
     if perm is not None:
         parts.append(f"perm {list(perm)}" if len(perm) <= 12 else f"perm {op.spec.order}")
@@ -35,10 +42,10 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 def format_graph(graph: FlowGraph) -> str:
     """A readable table of the IR: one op a line, with shapes, then latents, mixing, warnings."""
-    spec = graph.graph["spec"]
-    ops = list(op_nodes(graph))
+    spec = graph.spec
+    ops = list(graph.ops())
     lines = [
-        f"flow '{spec.name}': input {_shape(graph.nodes[INPUT]['shape'])}, "
+        f"flow '{spec.name}': input {_shape(graph.input_shape)}, "
         f"{len(ops)} ops, base {spec.base.type}"
     ]
     rows = [("#", "op", "kind", "in -> out", "details")]
@@ -52,57 +59,52 @@ def format_graph(graph: FlowGraph) -> str:
         )
     lines.append("latents (concatenated into z in this order):")
     offset = 0
-    for name, shape in latent_shapes(graph):
-        size = 1
-        for s in shape:
-            size *= s
+    for name, shape in graph.latent_shapes():
+        size = prod(shape)
         lines.append(f"  {name}  {_shape(shape)}  z[{offset}:{offset + size}]")
         offset += size
-    mixing = graph.graph.get("mixing")
+    mixing = graph.mixing
     if mixing is not None:
         lines.append(f"mixing: {mixing.summary()}")
         if mixing.input_size <= 8:
             lines.append("  latent <- inputs")
             for i, row in enumerate(mixing.matrix()):
                 lines.append(f"  z[{i}] <- " + "".join("x" if v else "." for v in row))
-    for warning in graph.graph.get("warnings", ()):
+    for warning in graph.warnings:
         lines.append(warning.format())
     return "\n".join(lines)
 
 
-def _label(graph: FlowGraph, node: str) -> str:
-    data = graph.nodes[node]
+def _label(flow: FlowGraph, node: str) -> str:
+    data = flow.graph.nodes[node]
     if "op" in data:
         op = data["op"]
         return f"{op.name}\\n{op.kind}\\n{_shape(op.in_shape)}"
     return f"{node}\\n{_shape(data['shape'])}"
 
 
-def to_dot(graph: FlowGraph) -> str:
+def to_dot(flow: FlowGraph) -> str:
     """Graphviz DOT text of the IR (render with ``dot -Tpng``)."""
-    lines = [f'digraph "{graph.graph["name"]}" {{', "  rankdir=TB; node [shape=box, fontsize=10];"]
+    graph = flow.graph
+    lines = [f'digraph "{flow.name}" {{', "  rankdir=TB; node [shape=box, fontsize=10];"]
     ids = {node: f"n{i}" for i, node in enumerate(graph.nodes)}
     for node, data in graph.nodes(data=True):
         shape = "ellipse" if data.get("kind") in ("input", "latent") else "box"
-        lines.append(f'  {ids[node]} [label="{_label(graph, node)}", shape={shape}];')
+        lines.append(f'  {ids[node]} [label="{_label(flow, node)}", shape={shape}];')
     for u, v, data in graph.edges(data=True):
         lines.append(f'  {ids[u]} -> {ids[v]} [label="{_shape(data["shape"])}"];')
     lines.append("}")
     return "\n".join(lines)
 
 
-def to_mermaid(graph: FlowGraph) -> str:
+def to_mermaid(flow: FlowGraph) -> str:
     """Mermaid flowchart text of the IR (renders in GitHub markdown)."""
+    graph = flow.graph
     lines = ["flowchart TD"]
     ids = {node: f"n{i}" for i, node in enumerate(graph.nodes)}
     for node in graph.nodes:
-        label = _label(graph, node).replace("\\n", "<br/>")
+        label = _label(flow, node).replace("\\n", "<br/>")
         lines.append(f'  {ids[node]}["{label}"]')
     for u, v, data in graph.edges(data=True):
         lines.append(f'  {ids[u]} -->|"{_shape(data["shape"])}"| {ids[v]}')
     return "\n".join(lines)
-
-
-def summarize_ops() -> list[tuple[str, str, str]]:
-    """(kind, role, summary) of every registered op, for docs and ``--help``."""
-    return [(op.kind, op.role, op.summary) for op in OPS.values()]

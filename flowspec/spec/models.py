@@ -1,6 +1,6 @@
 """The spec format (version 1) as immutable Pydantic models.
 
-The union of layer kinds is derived from :data:`flowspec.ops.ALL_OPS`; a list item is either a
+The union of layer kinds is derived from :data:`flowspec.layers.ALL_OPS`; a list item is either a
 layer (``type: ...``) or a ``repeat: K`` block whose ``body`` is repeated K times.
 """
 
@@ -10,9 +10,21 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, PrivateAttr, Tag
 
-from flowspec.ops import ALL_OPS
-from flowspec.spec.base import PositiveInt, StrictModel
-from flowspec.spec.run import DataSpec, TrainSpec
+from flowspec.layers import ALL_OPS
+from flowspec.layers.base import PositiveInt, StrictModel
+from flowspec.spec.bases import BaseSpec, NormalSpec
+from flowspec.spec.training import DataSpec, TrainSpec
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FlowSpec",
+    "InputSpec",
+    "LayerItem",
+    "LevelSpec",
+    "OpSpec",
+    "RepeatSpec",
+    "SplitOptions",
+]
 
 FORMAT_VERSION = 1
 
@@ -62,32 +74,6 @@ class InputSpec(StrictModel):
     shape: tuple[PositiveInt, ...]
 
 
-class NormalSpec(StrictModel):
-    """Standard normal N(0, I)."""
-
-    type: Literal["normal"] = "normal"
-
-
-class DiagNormalSpec(StrictModel):
-    """Diagonal normal with a learned mean and log-std per latent dimension (init N(0, I))."""
-
-    type: Literal["diag_normal"]
-
-
-class MixtureSpec(StrictModel):
-    """Mixture of K diagonal Gaussians with learned weights, means and log-stds.
-
-    Means are initialised at ``spread`` times a fixed seeded standard normal draw.
-    """
-
-    type: Literal["mixture"]
-    components: Annotated[int, Field(ge=1)] = 2
-    spread: Annotated[float, Field(ge=0)] = 1.0
-
-
-BaseSpec = Annotated[Union[NormalSpec, DiagNormalSpec, MixtureSpec], Field(discriminator="type")]
-
-
 class FlowSpec(StrictModel):
     """A whole flow. Layers run in the order ``preprocess``, ``levels``, ``layers``."""
 
@@ -107,5 +93,6 @@ class FlowSpec(StrictModel):
 
     @property
     def source(self) -> Any:
-        """The :class:`flowspec.source.Source` this spec was read from (positions for errors)."""
+        """The :class:`flowspec.spec.source.Source` this spec was read from (positions for
+        errors), or None for a spec built in Python."""
         return self._source

@@ -9,16 +9,18 @@ out. Unknown keys, unknown layer types and bad literal values get a "did you mea
 from __future__ import annotations
 
 import difflib
+import types
 import typing
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from flowspec.errors import Diagnostic, SpecError
-from flowspec.source import PathKey, Source, read_source, source_from_data
 from flowspec.spec.models import FlowSpec
+from flowspec.spec.source import PathKey, Source
 from flowspec.spec.upgrade import upgrade_spec
+
+__all__ = ["parse_spec"]
 
 _CODES = {
     "extra_forbidden": "unknown-key",
@@ -26,14 +28,6 @@ _CODES = {
     "union_tag_not_found": "missing-type",
     "missing": "missing-key",
 }
-
-
-def load_spec(spec: str | Path | dict[str, Any] | FlowSpec) -> FlowSpec:
-    """Read and validate a spec from a path, YAML text, a dict, or return a FlowSpec unchanged."""
-    if isinstance(spec, FlowSpec):
-        return spec
-    source = source_from_data(spec) if isinstance(spec, dict) else read_source(spec)
-    return parse_spec(source)
 
 
 def parse_spec(source: Source) -> FlowSpec:
@@ -139,7 +133,7 @@ def _strip(tp: Any) -> Any:
 
 def _union_tags(tp: Any) -> dict[str, Any] | None:
     """Map each tag of a (discriminated) union to its member type, or None if not a union."""
-    if typing.get_origin(tp) not in (typing.Union, __import__("types").UnionType):
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
         return None
     tags: dict[str, Any] = {}
     for member in typing.get_args(tp):

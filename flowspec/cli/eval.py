@@ -1,0 +1,73 @@
+"""``flowspec eval``: a model's NLL (nats per example) and bits per dimension on a data split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from flowspec.cli.common import Command, positive_int, require_model
+from flowspec.errors import DataError, Diagnostic
+
+__all__ = ["COMMAND", "training_info"]
+
+
+def training_info(metadata: dict[str, str]) -> dict[str, Any]:
+    """What a model file says about the run that wrote it (empty for an untrained model)."""
+    info = metadata.get("training") or metadata.get("train_state")
+    return json.loads(info) if info else {}
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="a model .safetensors")
+    p.add_argument("--data", metavar="NAME|FILE", help="default: the data the model trained on")
+    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="(test)")
+    p.add_argument("--batch-size", type=positive_int, default=2048, help="(2048)")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object (nll, bits_per_dim, n)"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    require_model(args.model)
+    from flowspec.data import load_splits
+    from flowspec.io import flow_from_file, read_weights
+    from flowspec.training.evaluate import evaluate
+
+    weights = read_weights(args.model)
+    flow = flow_from_file(weights)
+    info, spec = training_info(weights.metadata), flow.spec
+    source = args.data or info.get("data") or (spec.data.name if spec.data else None)
+    if not source:
+        raise DataError(
+            Diagnostic(
+                "no-data",
+                f"'{args.model}' does not say what data it models",
+                hint="pass --data NAME|FILE",
+            )
+        )
+    seed = info.get("data_seed", spec.data.seed if spec.data else 0)
+    splits = load_splits(source, tuple(flow.input_shape), seed=seed)
+    score = evaluate(flow, getattr(splits, args.split), batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(score.as_dict()))
+    else:
+        print(
+            f"{args.split} NLL {score.nll:.4f} nats per example, {score.bits_per_dim:.4f} "
+            f"bits/dim, over {score.n} examples of {source}"
+        )
+    return 0
+
+
+COMMAND = Command(
+    "eval",
+    "test NLL (nats/example) and bits/dim",
+    "Score a model on a data split: mean negative log-likelihood in nats per example "
+    "and in bits per dimension.",
+    """examples:
+  flowspec eval runs/realnvp_moons/model.safetensors
+  flowspec eval runs/realnvp_moons/model.safetensors --json
+  flowspec eval model.safetensors --data points.npy --split val""",
+    _arguments,
+    _run,
+)

@@ -1,0 +1,93 @@
+"""Users' data files: ``.npy`` (never unpickled) and numeric ``.csv``, read and validated.
+
+Integer ``.npy`` data stays int64 (``discrete_levels = max + 1`` when non-negative); floats and
+every ``.csv`` become float32 and continuous. Every problem is a located :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from flowspec.data.base import MIN_EXAMPLES, fail
+
+__all__ = ["LOADERS", "load_file"]
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """Read a ``.npy`` without ever unpickling; object/structured arrays are refused."""
+    hint = "save a plain numeric array, e.g. numpy.save(path, x.astype(numpy.float32))"
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        why = "it holds pickled Python objects, refused" if "pickle" in str(exc) else str(exc)
+        msg = f"{path} is not a readable numeric .npy: {why}"
+        raise fail("data-unreadable", msg, hint) from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        found = getattr(arr, "dtype", type(arr).__name__)
+        raise fail("data-unreadable", f"{path} does not hold a numeric array ({found})", hint)
+    return arr.astype(np.int64) if arr.dtype.kind in "biu" else arr
+
+
+def _bad_field(fields: list[str]) -> int | None:
+    """Index of the first field that is not a number, or None."""
+    for col, field in enumerate(fields):
+        try:
+            float(field)
+        except ValueError:
+            return col
+    return None
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """Read a comma-separated numeric file; a first row that is not all numbers is a header."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail("data-unreadable", f"{path} is not readable text: {exc}") from None
+    lines = [(i, ln.split(",")) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    if lines and _bad_field(lines[0][1]) is not None:
+        lines = lines[1:]  # a single header row
+    hint = "a .csv must hold only numbers, with the same number of columns in every row"
+    for lineno, fields in lines:
+        col = _bad_field(fields)
+        if col is not None:
+            where = f"{path}, line {lineno}, column {col + 1}"
+            msg = f"{where}: {fields[col].strip()!r} is not a number"
+            raise fail("data-unreadable", msg, hint)
+        if len(fields) != len(lines[0][1]):
+            msg = f"{path}, line {lineno}: {len(fields)} values, but the first row has "
+            raise fail("data-unreadable", msg + str(len(lines[0][1])), hint)
+    width = len(lines[0][1]) if lines else 0
+    return np.array([[float(f) for f in fields] for _, fields in lines]).reshape(len(lines), width)
+
+
+LOADERS: dict[str, Callable[[Path], np.ndarray]] = {".npy": _load_npy, ".csv": _load_csv}
+
+
+def load_file(path: Path, names: str) -> tuple[np.ndarray, int | None]:
+    """Load, validate and type a user file; returns ``(data, discrete_levels)``."""
+    if not path.is_file():
+        hint = f"check the path (working directory {Path.cwd()}) or use one of: "
+        raise fail("data-missing", f"data file {path} does not exist", hint + names)
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        msg, hint = f"{path} has unsupported extension {path.suffix!r}", "use .npy or .csv"
+        raise fail("data-format", msg, hint)
+    data = loader(path)
+    if data.ndim not in (2, 4):
+        msg = f"data in {path} has array shape {data.shape}; expected (N, D) or (N, C, H, W)"
+        raise fail("data-shape", msg, "reshape it, e.g. images to (N, 1, H, W)")
+    if len(data) < MIN_EXAMPLES:
+        msg = f"{path} has {len(data)} examples; an 80/10/10 split needs {MIN_EXAMPLES}"
+        raise fail("data-too-small", msg, "provide more examples")
+    if data.dtype.kind == "i":
+        return data, (int(data.max()) + 1 if data.min() >= 0 else None)
+    data = data.astype(np.float32)
+    bad = int((~np.isfinite(data.reshape(len(data), -1))).any(axis=1).sum())
+    if bad:
+        msg = f"{bad} of {len(data)} rows in {path} contain NaN or Inf (as float32)"
+        raise fail("data-nonfinite", msg, "drop or impute those rows")
+    return data, None

@@ -1,0 +1,128 @@
+"""The op record: everything flowspec knows about one layer kind, in one place.
+
+An :class:`OpDef` holds a kind's spec model, its shape rule (``infer``: pure Python, no torch),
+how it moves dependencies between elements (``mix``, for the mixing analysis) and the name of the
+module that builds it: ``flowspec/layers/<module>.py`` holds the record and
+``flowspec/nn/<module>.py`` the torch side, whose ``build(spec, in_shape, params)`` is imported
+only when a flow is compiled. Shapes are per example, without the batch dimension: ``(D,)`` for
+vectors, ``(C, H, W)`` for images. Element indices are C-order positions in that shape.
+
+:class:`StrictModel` is the Pydantic base of every spec model (layers, conditioners, bases and the
+file itself): frozen, unknown keys rejected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from math import prod
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Deps",
+    "InferContext",
+    "Inferred",
+    "OpDef",
+    "PositiveInt",
+    "Problem",
+    "Role",
+    "Shape",
+    "StrictModel",
+    "identity_mix",
+    "numel",
+    "same_shape",
+    "type_tag",
+]
+
+Shape = tuple[int, ...]
+PositiveInt = Annotated[int, Field(gt=0)]
+Role = Literal["coupling", "elementwise", "mixing", "split", "preprocess"]
+Deps = list[int]  # per element: a bitset of the input elements it depends on
+
+
+class StrictModel(BaseModel):
+    """Immutable model that rejects unknown keys (a typo is an error, never silently dropped)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def type_tag(model: type[BaseModel]) -> str:
+    """The value of a model's ``type: Literal[...]`` field, its tag in a discriminated union."""
+    return str(typing.get_args(model.model_fields["type"].annotation)[0])
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A domain error found by a shape rule; ``at`` is a path relative to the op's spec path."""
+
+    code: str
+    message: str
+    hint: str | None = None
+    at: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True)
+class InferContext:
+    """What a shape rule may know about where its op sits: its input shape, the index of the
+    innermost ``repeat`` it is in, and a seed derived from the flow's seed and the op's name."""
+
+    in_shape: Shape
+    repeat_index: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """The result of a shape rule: output shapes, resolved params (JSON-able), problems."""
+
+    out_shapes: tuple[Shape, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+
+
+def identity_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+    """Mixing rule of an elementwise op: every output element depends on its own input."""
+    return (list(deps),)
+
+
+def numel(shape: Shape) -> int:
+    """Number of elements of a per-example shape."""
+    return prod(shape)
+
+
+def same_shape(spec: Any, ctx: InferContext) -> Inferred:
+    """Shape rule of an op that keeps its input shape and resolves nothing."""
+    return Inferred(out_shapes=(ctx.in_shape,))
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """One layer kind.
+
+    ``module`` names the pair of files ``flowspec/layers/<module>.py`` (this record) and
+    ``flowspec/nn/<module>.py`` (its ``build(spec, in_shape, params)``); it defaults to ``kind``.
+    ``codes`` lists the diagnostic codes its shape rule can report.
+    """
+
+    kind: str
+    spec: type[StrictModel]
+    infer: Callable[[Any, InferContext], Inferred]
+    role: Role
+    summary: str
+    mix: Callable[[Mapping[str, Any], Shape, Deps], tuple[Deps, ...]] = identity_mix
+    ranks: tuple[int, ...] = (1, 3)
+    module: str = ""
+    codes: tuple[str, ...] = ()
+
+    @property
+    def module_name(self) -> str:
+        """The file name shared by the record and its torch builder."""
+        return self.module or self.kind
+
+    def builder(self) -> Callable[..., Any]:
+        """``flowspec.nn.<module>.build`` (imports torch on first use)."""
+        return importlib.import_module(f"flowspec.nn.{self.module_name}").build

@@ -1,0 +1,252 @@
+"""Couplings: one structure, its elementwise transform chosen from a table.
+
+A coupling splits its input with a binary mask ``b`` (1 = kept and conditioned on, 0 =
+transformed) and transforms the ``b = 0`` part elementwise, with parameters computed by a
+conditioner network from the ``b = 1`` part (course notes eq. (1)-(8), (27)-(28)).
+``net_input: half`` feeds the network only the kept elements (vectors: gathered; images: whole
+channels, so the mask must be a channel mask); ``masked`` feeds it ``b * x`` at full size, as the
+course notebook does.
+
+The layer kind ``coupling`` takes any row of :data:`flowspec.layers.transforms.TRANSFORMS` as its
+``transform``; ``additive_coupling`` (NICE) and ``affine_coupling`` (RealNVP, Glow) are the same
+structure with the transform fixed, kept as the names the papers use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import reduce
+from operator import or_
+from typing import Any, Literal
+
+from pydantic import Field
+
+from flowspec.layers.base import (
+    Deps,
+    InferContext,
+    Inferred,
+    OpDef,
+    Problem,
+    Shape,
+    StrictModel,
+    numel,
+)
+from flowspec.layers.masks import MASKS, MaskName, is_channel_mask, resolve_mask
+from flowspec.layers.nets import NETS, MLPSpec, NetSpec
+from flowspec.layers.transforms import (
+    AdditiveSpec,
+    AffineSpec,
+    LogScale,
+    TransformSpec,
+)
+
+__all__ = [
+    "ADDITIVE",
+    "AFFINE",
+    "COUPLING",
+    "AdditiveCouplingSpec",
+    "AffineCouplingSpec",
+    "CouplingFields",
+    "CouplingSpec",
+    "coupling_mix",
+    "infer_coupling",
+    "window_or",
+]
+
+
+class CouplingFields(StrictModel):
+    """Keys common to every coupling kind."""
+
+    mask: MaskName | tuple[Literal[0, 1], ...] = "alternating"
+    net: NetSpec = Field(default_factory=MLPSpec)
+    net_input: Literal["half", "masked"] = "half"
+
+    @property
+    def transform_spec(self) -> Any:
+        """The elementwise transform this coupling applies (a row of ``TRANSFORMS``)."""
+        raise NotImplementedError
+
+
+class CouplingSpec(CouplingFields):
+    """A coupling with any elementwise transform (default: affine with ``scaled_tanh``)."""
+
+    type: Literal["coupling"]
+    transform: TransformSpec = Field(default_factory=AffineSpec)
+
+    @property
+    def transform_spec(self) -> Any:
+        return self.transform
+
+
+class AdditiveCouplingSpec(CouplingFields):
+    """Additive (volume-preserving) coupling; its log-determinant is exactly zero."""
+
+    type: Literal["additive_coupling"]
+
+    @property
+    def transform_spec(self) -> Any:
+        return AdditiveSpec()
+
+
+class AffineCouplingSpec(CouplingFields):
+    """Affine coupling. ``log_scale`` bounds the network's raw log-scale output:
+    ``tanh`` (course notebook), ``scaled_tanh`` (scale * tanh(raw) with a learned scale per
+    element, RealNVP), ``sigmoid`` (log sigmoid(raw + 2), Glow) or ``none`` (unbounded)."""
+
+    type: Literal["affine_coupling"]
+    log_scale: LogScale = "scaled_tanh"
+
+    @property
+    def transform_spec(self) -> Any:
+        return AffineSpec(log_scale=self.log_scale)
+
+
+def infer_coupling(spec: CouplingFields, ctx: InferContext) -> Inferred:
+    """Resolve the mask and check it, the conditioner and the input mode against the shape."""
+    shape, problems = ctx.in_shape, []
+    rank = len(shape)
+    if isinstance(spec.mask, str) and rank not in MASKS[spec.mask].ranks:
+        names = sorted(k for k, v in MASKS.items() if rank in v.ranks)
+        kind = "vectors" if rank == 1 else "images"
+        problems.append(
+            Problem(
+                "mask-rank",
+                f"mask '{spec.mask}' does not apply to input of shape {shape}",
+                f"masks for {kind}: {', '.join(names)}",
+                ("mask",),
+            )
+        )
+        return Inferred((shape,), {"mask": ()}, tuple(problems))
+    mask = resolve_mask(spec.mask, shape, ctx.repeat_index)
+    if len(mask) != numel(shape):
+        problems.append(
+            Problem(
+                "mask-length",
+                f"explicit mask has {len(mask)} entries but the "
+                f"input has {numel(shape)} elements (shape {shape})",
+                "give one 0/1 per element, in C order",
+                ("mask",),
+            )
+        )
+    elif all(mask) or not any(mask):
+        side = "transforms nothing" if all(mask) else "conditions on nothing"
+        problems.append(
+            Problem(
+                "mask-empty",
+                f"mask {_describe(spec.mask)} on shape {shape} {side}",
+                _empty_mask_hint(spec.mask, shape),
+                ("mask",),
+            )
+        )
+    net_rank = NETS[spec.net.type].rank
+    if net_rank != rank:
+        better = "mlp" if rank == 1 else "glow_conv or resnet"
+        problems.append(
+            Problem(
+                "net-rank",
+                f"conditioner '{spec.net.type}' cannot take input of shape {shape}",
+                f"use net type {better}",
+                ("net", "type"),
+            )
+        )
+    if (
+        rank == 3
+        and spec.net_input == "half"
+        and len(mask) == numel(shape)
+        and not is_channel_mask(mask, shape)
+    ):
+        problems.append(
+            Problem(
+                "net-input",
+                "net_input 'half' on images needs a channel mask",
+                "use net_input: masked with checkerboard masks",
+                ("net_input",),
+            )
+        )
+    radius = NETS[spec.net.type].radius(spec.net) if rank == 3 else None
+    return Inferred((shape,), {"mask": mask, "radius": radius}, tuple(problems))
+
+
+def window_or(values: list[int], height: int, width: int, radius: int | None) -> list[int]:
+    """For each position of an ``height x width`` grid (C order), the OR of ``values`` over the
+    positions within Chebyshev distance ``radius`` (clipped at the borders, as zero padding is;
+    ``None`` = every position). Separable: a row pass, then a column pass."""
+    if radius is None or radius >= max(height, width) - 1:
+        return [reduce(or_, values, 0)] * (height * width)
+    rows = [
+        reduce(or_, row[max(0, j - radius) : j + radius + 1], 0)
+        for row in (values[i * width : (i + 1) * width] for i in range(height))
+        for j in range(width)
+    ]
+    return [
+        reduce(or_, rows[max(0, i - radius) * width + j : (i + radius + 1) * width : width], 0)
+        for i in range(height)
+        for j in range(width)
+    ]
+
+
+def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+    """Transformed elements depend on themselves and on the kept elements their conditioner
+    sees: all of them for vectors, those within its receptive field (any channel) for images."""
+    mask = params["mask"]
+    if len(mask) != len(deps):
+        return (list(deps),)
+    if len(in_shape) != 3:
+        cond = reduce(or_, (dep for bit, dep in zip(mask, deps) if bit), 0)
+        return ([dep if bit else dep | cond for bit, dep in zip(mask, deps)],)
+    _, height, width = in_shape
+    per = height * width
+    pixels = [0] * per
+    for k, (bit, dep) in enumerate(zip(mask, deps)):
+        if bit:
+            pixels[k % per] |= dep
+    seen = window_or(pixels, height, width, params.get("radius"))
+    return ([dep if bit else dep | seen[k % per] for k, (bit, dep) in enumerate(zip(mask, deps))],)
+
+
+def _describe(mask: str | tuple[int, ...]) -> str:
+    return f"'{mask}'" if isinstance(mask, str) else str(list(mask))
+
+
+def _empty_mask_hint(mask: str | tuple[int, ...], shape: Shape) -> str:
+    if isinstance(mask, str) and "channel" in mask and shape[0] == 1:
+        return "a channel mask needs at least 2 channels: squeeze first, or use a checkerboard mask"
+    if isinstance(mask, str) and "checkerboard" in mask:
+        return "a checkerboard needs an image larger than 1x1: use a channel mask"
+    if numel(shape) == 1:
+        return "a coupling needs at least 2 elements; use 'scale' or 'actnorm' for 1-D data"
+    return "a mask needs both 1s (kept) and 0s (transformed)"
+
+
+_CODES = ("mask-rank", "mask-length", "mask-empty", "net-rank", "net-input")
+
+COUPLING = OpDef(
+    kind="coupling",
+    spec=CouplingSpec,
+    infer=infer_coupling,
+    role="coupling",
+    summary="coupling with any elementwise transform (additive, affine, ...) of half the elements",
+    mix=coupling_mix,
+    module="coupling",
+    codes=_CODES,
+)
+ADDITIVE = OpDef(
+    kind="additive_coupling",
+    spec=AdditiveCouplingSpec,
+    infer=infer_coupling,
+    role="coupling",
+    summary="NICE additive coupling: shift half the elements given the other half",
+    mix=coupling_mix,
+    module="coupling",
+    codes=_CODES,
+)
+AFFINE = OpDef(
+    kind="affine_coupling",
+    spec=AffineCouplingSpec,
+    infer=infer_coupling,
+    role="coupling",
+    summary="RealNVP affine coupling: scale and shift half the elements given the other half",
+    mix=coupling_mix,
+    module="coupling",
+    codes=_CODES,
+)

@@ -1,0 +1,31 @@
+"""``dequantize``: uniform dequantisation of integer data to [0, 1), exact log-determinant.
+
+Integers 0..levels-1 map to y = (x + u) / levels with u ~ U[0, 1)^D added in every forward pass
+(the uniform dequantisation of RealNVP and Glow); the log-determinant is -D log(levels), so
+``log_prob`` is the density of x + u at the data's own scale and ``bits_per_dim`` matches the
+papers. The inverse floors back to integers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from flowspec.layers.base import OpDef, StrictModel, same_shape
+
+__all__ = ["OP", "DequantizeSpec"]
+
+
+class DequantizeSpec(StrictModel):
+    type: Literal["dequantize"]
+    levels: Annotated[int, Field(ge=2)] = 256
+
+
+OP = OpDef(
+    kind="dequantize",
+    spec=DequantizeSpec,
+    infer=same_shape,
+    role="preprocess",
+    summary="uniform dequantisation of integer data to [0, 1), log-det -D log(levels)",
+)

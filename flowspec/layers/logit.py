@@ -1,0 +1,29 @@
+"""``logit``: RealNVP's map of [0, 1] to the real line, exact log-determinant.
+
+p = alpha + (1 - 2 alpha) y, z = log p - log(1 - p) (RealNVP, alpha = 0.05); log-determinant
+sum(log(1 - 2 alpha) - log p - log(1 - p)).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from flowspec.layers.base import OpDef, StrictModel, same_shape
+
+__all__ = ["OP", "LogitSpec"]
+
+
+class LogitSpec(StrictModel):
+    type: Literal["logit"]
+    alpha: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
+
+
+OP = OpDef(
+    kind="logit",
+    spec=LogitSpec,
+    infer=same_shape,
+    role="preprocess",
+    summary="logit transform with RealNVP's alpha, [0, 1] -> R",
+)

@@ -1,0 +1,80 @@
+"""``split``: factor out the second half of the channels (features) as a latent.
+
+Output port 0 is the kept half, which flows on; port 1 is the factored half, which becomes a
+latent. With ``prior: learned`` (Glow) a zero-initialised conv (images) or linear map (vectors)
+on the kept half gives a mean and log-std for the factored half; the factored half is then
+standardised, z = (h - mean) * exp(-log_std), with log-determinant -sum(log_std), which is the
+same model as a conditional Gaussian prior on h.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import reduce
+from operator import or_
+from typing import Any, Literal
+
+from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Problem, Shape, StrictModel
+from flowspec.layers.coupling import window_or
+
+__all__ = ["OP", "PRIOR_RADIUS", "SplitSpec"]
+
+PRIOR_RADIUS = 1  # the learned prior of an image split is one 3x3 convolution
+
+
+class SplitSpec(StrictModel):
+    type: Literal["split"]
+    prior: Literal["standard", "learned"] = "learned"
+
+
+def _infer(spec: SplitSpec, ctx: InferContext) -> Inferred:
+    c, *rest = ctx.in_shape
+    if c % 2:
+        what = "channel" if rest else "feature"
+        return Inferred(
+            (ctx.in_shape,),
+            {},
+            (
+                Problem(
+                    "split-odd",
+                    f"split needs an even {what} count, got {c} (shape {ctx.in_shape})",
+                    "squeeze first (x4 channels) or drop this split",
+                    (),
+                ),
+            ),
+        )
+    half = (c // 2, *rest)
+    return Inferred((half, half))
+
+
+def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+    """The factored half gains, with a learned prior, the kept elements its 3x3 conv sees
+    (images) or all kept elements (vectors, a linear map)."""
+    n = len(deps) // 2
+    kept, out = list(deps[:n]), list(deps[n:])
+    if params.get("prior") != "learned":
+        return kept, out
+    if len(in_shape) != 3:
+        cond = reduce(or_, kept, 0)
+        return kept, [dep | cond for dep in out]
+    _, height, width = in_shape
+    per = height * width
+    pixels = [reduce(or_, kept[p::per], 0) for p in range(per)]
+    seen = window_or(pixels, height, width, PRIOR_RADIUS)
+    return kept, [dep | seen[k % per] for k, dep in enumerate(out)]
+
+
+def _infer_with_prior(spec: SplitSpec, ctx: InferContext) -> Inferred:
+    inferred = _infer(spec, ctx)
+    return Inferred(inferred.out_shapes, {"prior": spec.prior}, inferred.problems)
+
+
+OP = OpDef(
+    kind="split",
+    spec=SplitSpec,
+    infer=_infer_with_prior,
+    role="split",
+    summary="factor out half the channels as a latent (multiscale), optional learned prior",
+    codes=("split-odd",),
+    mix=_mix,
+)

@@ -1,0 +1,68 @@
+"""Actnorm (Glow): ``y = x * exp(log_scale) + bias`` per feature or channel.
+
+The first forward batch sets ``log_scale`` and ``bias`` so that the output has zero mean and unit
+variance per feature/channel. The buffer ``initialized`` records that this happened and is saved
+with the weights, so a loaded model is never initialised again; a plain Python mirror of it keeps
+the check out of the traced graph (``torch.compile`` guards on it instead of breaking).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowspec.nn.base import Bijection, broadcast_shape, spatial_size
+
+__all__ = ["ActNorm", "build"]
+
+
+class ActNorm(Bijection):
+    """``y = x * exp(log_scale) + bias`` on ``(N, D)`` or ``(N, C, H, W)``: one scale and bias
+    per feature/channel (parameters ``(1, D)`` / ``(1, C, 1, 1)``), shared over H x W, so the
+    logdet is ``H * W * sum(log_scale)`` for every example."""
+
+    def __init__(self, shape: tuple[int, ...], data_init: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(broadcast_shape(shape)))
+        self.bias = nn.Parameter(torch.zeros(broadcast_shape(shape)))
+        self.positions = spatial_size(shape)
+        self.eps = eps
+        self.register_buffer("initialized", torch.tensor(not data_init, dtype=torch.bool))
+        self._initialized = not data_init
+        self.register_load_state_dict_post_hook(_sync_flag)
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        """Set the parameters from batch ``x`` so that the output has zero mean and unit
+        (biased) variance per feature/channel over the batch and the H x W positions."""
+        dims = [0, *range(2, x.dim())]
+        mean = x.mean(dim=dims, keepdim=True)
+        # One value per feature (a single vector) has no spread: then only centre it.
+        std = (
+            x.std(dim=dims, keepdim=True, unbiased=False)
+            if x.numel() > x.shape[1]
+            else torch.ones_like(mean)
+        )
+        self.log_scale.copy_(-torch.log(std + self.eps))
+        self.bias.copy_(-mean * torch.exp(self.log_scale))
+        self.initialized.fill_(True)
+        self._initialized = True
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if not self._initialized:
+            self.initialize(x)
+        logdet = self.log_scale.sum() * self.positions
+        return x * torch.exp(self.log_scale) + self.bias, logdet.expand(x.shape[0])
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        return (y - self.bias) * torch.exp(-self.log_scale)
+
+
+def _sync_flag(module: nn.Module, incompatible_keys: object) -> None:
+    module._initialized = bool(module.initialized)
+
+
+def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> ActNorm:
+    return ActNorm(in_shape, data_init=spec.data_init)

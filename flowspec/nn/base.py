@@ -1,0 +1,56 @@
+"""The ``Bijection`` protocol every layer module implements, and small shared helpers.
+
+``forward(x, context=None) -> (y, logdet)`` maps towards the latent (data -> z) and returns
+``logdet = log|det dy/dx|`` per example, shape ``(N,)``; ``inverse(y, context=None) -> x`` undoes
+it exactly. ``context`` is the conditioning input of a conditional flow (None otherwise); layers
+that do not use it ignore it. Ops with two outputs (``split``) return a tuple of tensors and take
+one in ``inverse``.
+
+Each layer kind's module ``flowspec/nn/<name>.py`` has ``build(spec, in_shape, params)``: the
+op's spec model, its per-example input shape and the params its shape rule resolved (a mask, a
+permutation, a seed). Builders never see the graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Bijection", "broadcast_shape", "spatial_size", "sum_except_batch", "zeros_logdet"]
+
+
+class Bijection(nn.Module):
+    """Base class; subclasses implement ``forward`` and ``inverse``."""
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def inverse(
+        self, y: Tensor, context: Tensor | None = None
+    ) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def sum_except_batch(t: Tensor) -> Tensor:
+    """Sum over every dimension but the first: ``(N, ...) -> (N,)``."""
+    return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+def zeros_logdet(x: Tensor) -> Tensor:
+    """A zero log-determinant of the right batch size, device and dtype."""
+    return torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+
+
+def broadcast_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Parameter shape of a per-feature/per-channel op: ``(1, D)`` or ``(1, C, 1, 1)``."""
+    return (1, shape[0], *([1] * (len(shape) - 1)))
+
+
+def spatial_size(shape: tuple[int, ...]) -> int:
+    """How many positions share a per-channel parameter: H * W for images, 1 for vectors."""
+    n = 1
+    for s in shape[1:]:
+        n *= s
+    return n

@@ -1,0 +1,94 @@
+"""Base distributions over the flat latent ``z`` of shape ``(N, D)``, one table keyed like
+:data:`flowspec.spec.bases.BASES`.
+
+Each has ``log_prob(z, context=None) -> (N,)`` and ``sample(n, temperature, context=None) ->
+(n, D)``. Temperature T scales the standard deviations (T = 1 is the model itself; Glow samples at
+T < 1). ``context`` is for conditional bases; these ignore it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["BASES", "DiagNormal", "GaussianMixture", "StandardNormal", "build_base"]
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def _normal_log_prob(z: Tensor, loc: Tensor, log_scale: Tensor) -> Tensor:
+    u = (z - loc) * torch.exp(-log_scale)
+    return -0.5 * (u * u + LOG_2PI).sum(-1) - log_scale.sum(-1)
+
+
+class StandardNormal(nn.Module):
+    """N(0, I)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        return -0.5 * (z * z + LOG_2PI).sum(-1)
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        return temperature * torch.randn(
+            n, self.dim, device=self._ref.device, dtype=self._ref.dtype
+        )
+
+
+class DiagNormal(nn.Module):
+    """N(loc, diag(exp(log_scale))^2) with learned ``loc`` and ``log_scale`` (init 0)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(dim))
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        return _normal_log_prob(z, self.loc, self.log_scale)
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        eps = torch.randn(n, self.loc.shape[0], device=self.loc.device, dtype=self.loc.dtype)
+        return self.loc + temperature * torch.exp(self.log_scale) * eps
+
+
+class GaussianMixture(nn.Module):
+    """Mixture of K diagonal Gaussians (weights, means and log-scales learned)."""
+
+    def __init__(self, dim: int, components: int, spread: float, seed: int) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.loc = nn.Parameter(spread * torch.randn(components, dim, generator=gen))
+        self.log_scale = nn.Parameter(torch.zeros(components, dim))
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        per = _normal_log_prob(z[:, None, :], self.loc, self.log_scale)  # (N, K)
+        return torch.logsumexp(per + torch.log_softmax(self.logits, 0), dim=1)
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        k = torch.multinomial(torch.softmax(self.logits.detach(), 0), n, replacement=True)
+        eps = torch.randn(n, self.loc.shape[1], device=self.loc.device, dtype=self.loc.dtype)
+        return self.loc[k] + temperature * torch.exp(self.log_scale[k]) * eps
+
+
+def _mixture(spec: Any, dim: int, seed: int) -> nn.Module:
+    return GaussianMixture(dim, spec.components, spec.spread, seed)
+
+
+BASES: dict[str, Callable[[Any, int, int], nn.Module]] = {
+    "normal": lambda spec, dim, seed: StandardNormal(dim),
+    "diag_normal": lambda spec, dim, seed: DiagNormal(dim),
+    "mixture": _mixture,
+}
+
+
+def build_base(spec: Any, dim: int, seed: int = 0) -> nn.Module:
+    """The base distribution ``spec`` describes, over ``dim`` latent dimensions."""
+    return BASES[spec.type](spec, dim, seed)

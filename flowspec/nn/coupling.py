@@ -1,0 +1,92 @@
+"""Couplings (NICE, RealNVP, Glow): one structure, the elementwise map from a table.
+
+With mask ``b`` (1 = kept, 0 = transformed), course notes eq. (7)-(8) / (27)-(28), for the affine
+transform: ``z = b*x + (1-b) * (x * exp(s(b*x)) + t(b*x))`` and
+``x = b*z + (1-b) * ((z - t) * exp(-s))``, logdet ``sum((1-b) * s)``. With ``net_input: half``
+the kept and transformed parts are gathered along dim 1 (features or channels) instead, so the
+network sees only the kept part. Which elementwise map is applied is a row of
+:data:`flowspec.nn.transforms.TRANSFORMS`.
+"""
+
+from __future__ import annotations
+
+from math import prod
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowspec.nn.base import Bijection, sum_except_batch, zeros_logdet
+from flowspec.nn.nets import build_net
+from flowspec.nn.transforms import Transform, build_transform
+
+__all__ = ["Coupling", "build"]
+
+
+class Coupling(Bijection):
+    """A coupling on ``(N, *shape)``: ``transform`` changes the elements where ``mask`` is 0,
+    with parameters the conditioner ``net`` computes from the elements where it is 1."""
+
+    def __init__(
+        self,
+        mask: tuple[int, ...],
+        shape: tuple[int, ...],
+        net_spec: Any,
+        net_input: str,
+        transform: Transform,
+    ) -> None:
+        super().__init__()
+        self.half = net_input == "half"
+        self.transform = transform
+        b = torch.tensor(mask, dtype=torch.float32).reshape(1, *shape)
+        if self.half:
+            per = prod(shape[1:])
+            kept = [i for i in range(shape[0]) if mask[i * per]]
+            moved = [i for i in range(shape[0]) if not mask[i * per]]
+            order = torch.tensor(kept + moved)
+            self.n_kept = len(kept)
+            self.contiguous = kept + moved == list(range(shape[0]))
+            self.register_buffer("order", order, persistent=False)
+            self.register_buffer("unorder", torch.argsort(order), persistent=False)
+            in_shape, out_shape = (len(kept), *shape[1:]), (len(moved), *shape[1:])
+        else:
+            self.contiguous = True
+            self.register_buffer("b", b, persistent=False)
+            self.register_buffer("kept", b.bool(), persistent=False)
+            in_shape = out_shape = shape
+        self.net = build_net(net_spec, in_shape, out_shape, transform.n_params)
+        transform.add_parameters(self, out_shape)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.contiguous:
+            x = x.index_select(1, self.order)
+        return x[:, : self.n_kept], x[:, self.n_kept :]
+
+    def _merge(self, kept: Tensor, moved: Tensor) -> Tensor:
+        y = torch.cat([kept, moved], dim=1)
+        return y if self.contiguous else y.index_select(1, self.unorder)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.half:
+            kept, moved = self._split(x)
+            moved, log_abs = self.transform.forward(self, moved, self.net(kept))
+            logdet = zeros_logdet(x) if log_abs is None else sum_except_batch(log_abs)
+            return self._merge(kept, moved), logdet
+        b = self.b.to(x.dtype)
+        y, log_abs = self.transform.forward(self, x, self.net(b * x))
+        logdet = zeros_logdet(x) if log_abs is None else sum_except_batch(log_abs * (1 - b))
+        return torch.where(self.kept, x, y), logdet
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.half:
+            kept, moved = self._split(y)
+            return self._merge(kept, self.transform.inverse(self, moved, self.net(kept)))
+        b = self.b.to(y.dtype)
+        return torch.where(self.kept, y, self.transform.inverse(self, y, self.net(b * y)))
+
+
+def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Coupling:
+    """Any coupling kind: ``coupling`` with its ``transform``, or ``additive_coupling`` /
+    ``affine_coupling`` with theirs fixed."""
+    transform = build_transform(spec.transform_spec)
+    return Coupling(params["mask"], in_shape, spec.net, spec.net_input, transform)

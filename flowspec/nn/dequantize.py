@@ -1,0 +1,50 @@
+"""Uniform dequantisation of integer data, with its exact log-determinant.
+
+``Dequantize``: integers ``x`` in 0..levels-1 -> ``y = (x + u) / levels`` in [0, 1), with
+``u ~ U[0, 1)^D`` drawn in every forward pass (RealNVP, Glow); logdet ``-D log(levels)``, so the
+flow's ``log_prob`` is the density of ``x + u`` at the data's integer scale. The inverse floors
+back to integers. ``noise`` and ``round`` can be switched off to get the deterministic scaling
+``y = x / levels`` alone (used by the numerical oracles). Elementwise on any shape ``(N, ...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from math import prod
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from flowspec.nn.base import Bijection
+
+__all__ = ["Dequantize", "build"]
+
+
+class Dequantize(Bijection):
+    """Uniform dequantisation of integer data; see the module docstring."""
+
+    def __init__(self, shape: tuple[int, ...], levels: int) -> None:
+        super().__init__()
+        self.levels = levels
+        self.log_levels_total = prod(shape) * math.log(levels)
+        self.noise = True
+        self.round = True
+        # Integer data is cast to the dtype the flow was moved to (``.double()`` moves this).
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if not x.is_floating_point():
+            x = x.to(self._ref.dtype)
+        if self.noise:
+            x = x + torch.rand_like(x)
+        logdet = torch.full((x.shape[0],), -self.log_levels_total, dtype=x.dtype, device=x.device)
+        return x / self.levels, logdet
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        x = y * self.levels
+        return torch.floor(x).clamp(0, self.levels - 1) if self.round else x
+
+
+def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Dequantize:
+    return Dequantize(in_shape, spec.levels)

@@ -1,0 +1,228 @@
+"""The compiled flow: a flat list of steps, interpreted forward and backward by one loop each.
+
+Convention (course notes, NICE/RealNVP/Glow): ``forward(x) -> (z, logdet)`` maps data to latent,
+``logdet = log|det dz/dx|`` per example ``(N,)``; ``inverse(z) -> x``. ``z`` is always flat
+``(N, D)`` with D the input's element count: the latents factored out by splits, in the order
+they leave the flow, then the final latent, each flattened in C order.
+
+The two loops (:meth:`Flow.run_forward`, :meth:`Flow.decode`) are the only places that walk the
+steps. Tools that need to see inside (the non-finite probe, the flow-steps figure, tests) pass
+an ``observe`` callback, called after each step with the :class:`Step` and what it produced. A
+runtime error inside a step is re-raised as :class:`StepError`, naming the step, its kind, its
+spec path and the shapes it received.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Flow", "Observer", "Step", "StepError"]
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One op of the flow: its module reads slot ``src`` and writes slots ``dst`` (two for a
+    split: kept, then factored out). ``name`` is the instance path the module is registered
+    under (``layers.0.3.1``), ``path`` the spec path it was written at (``layers.0.body.1``)."""
+
+    name: str
+    kind: str
+    path: str
+    module: nn.Module
+    src: int
+    dst: tuple[int, ...]
+
+
+# observe(step, outputs, logdet): outputs is a tuple (one tensor, or two for a split); logdet is
+# None when walking backwards.
+Observer = Callable[[Step, tuple[Tensor, ...], "Tensor | None"], None]
+
+_STEP_FAILURES = (RuntimeError, ValueError, IndexError)
+
+
+class StepError(RuntimeError):
+    """A step of a flow failed at run time; the message names the step and the shapes it saw."""
+
+
+class Flow(nn.Module):
+    """A normalizing flow compiled from a spec. Build it with :func:`flowspec.compile`."""
+
+    def __init__(
+        self,
+        spec: Any,
+        steps: Sequence[Step],
+        latent_slots: Sequence[int],
+        latent_shapes: Sequence[tuple[int, ...]],
+        n_slots: int,
+        base: nn.Module,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.input_shape: tuple[int, ...] = tuple(spec.input.shape)
+        self.latent_shapes = [tuple(s) for s in latent_shapes]
+        self.latent_sizes = [math.prod(s) for s in self.latent_shapes]
+        self.dim = math.prod(self.input_shape)
+        for step in steps:
+            self._register(step.name, step.module)
+        self.base = base
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)
+        # A plain tuple (not a ModuleList): the modules are registered once, under their names.
+        self._steps = tuple(steps)
+        self._latent_slots = tuple(latent_slots)
+        self._n_slots = n_slots
+        self.graph: Any = None  # the FlowGraph it was compiled from (set by compile_graph)
+
+    def _register(self, name: str, module: nn.Module) -> None:
+        *parents, leaf = name.split(".")
+        parent: nn.Module = self
+        for part in parents:
+            if part not in parent._modules:
+                parent.add_module(part, nn.ModuleDict())
+            parent = parent._modules[part]
+        parent.add_module(leaf, module)
+
+    # ------------------------------------------------------------------ the two loops
+    def run_forward(
+        self, x: Tensor, context: Tensor | None = None, observe: Observer | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Data -> latent, calling ``observe`` after each step; see :meth:`forward`."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"x has per-example shape {tuple(x.shape[1:])}; the flow's input is "
+                f"{self.input_shape} (x must be (N, *input_shape))"
+            )
+        slots: list[Any] = [None] * self._n_slots
+        slots[0] = self._as_float(x)
+        logdet = torch.zeros(x.shape[0], device=x.device, dtype=self._ref.dtype)
+        step: Step | None = None
+        try:
+            for step in self._steps:
+                y, ld = step.module(slots[step.src], context)
+                outs = (y,) if len(step.dst) == 1 else tuple(y)
+                for slot, value in zip(step.dst, outs):
+                    slots[slot] = value
+                logdet = logdet + ld
+                if observe is not None:
+                    observe(step, outs, ld)
+        except _STEP_FAILURES as exc:
+            raise _failure(step, "forward", slots[step.src] if step else x, exc) from exc
+        z = torch.cat([slots[s].reshape(x.shape[0], -1) for s in self._latent_slots], dim=1)
+        return z, logdet
+
+    def decode(
+        self,
+        latents: Sequence[Tensor],
+        context: Tensor | None = None,
+        observe: Observer | None = None,
+    ) -> Tensor:
+        """Latent -> data: the steps walked backwards. ``latents`` are the per-scale latents in
+        z order (flat or shaped); ``observe`` is called after each step's inverse."""
+        slots: list[Any] = [None] * self._n_slots
+        n = latents[0].shape[0]
+        for slot, value, shape in zip(self._latent_slots, latents, self.latent_shapes):
+            slots[slot] = value.reshape(n, *shape)
+        step: Step | None = None
+        try:
+            for step in reversed(self._steps):
+                y = slots[step.dst[0]] if len(step.dst) == 1 else tuple(slots[d] for d in step.dst)
+                slots[step.src] = step.module.inverse(y, context)
+                if observe is not None:
+                    observe(step, (slots[step.src],), None)
+        except _STEP_FAILURES as exc:
+            seen = slots[step.dst[0]] if step else latents[0]
+            raise _failure(step, "inverse", seen, exc) from exc
+        return slots[0]
+
+    # ------------------------------------------------------------------ the public face
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Data -> latent. ``x``: ``(N, *input_shape)``; returns ``z (N, D)``, ``logdet (N,)``."""
+        return self.run_forward(x, context)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """Latent -> data. ``z (N, D)`` -> ``(N, *input_shape)``."""
+        if z.dim() != 2 or z.shape[1] != self.dim:
+            raise ValueError(f"z of shape {tuple(z.shape)}; the flow's latent is (N, {self.dim})")
+        return self.decode(list(z.split(self.latent_sizes, dim=1)), context)
+
+    def encode(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
+        """The latents per scale, each with its own shape ``(N, *latent_shape)``, in z order."""
+        z, _ = self.forward(x, context)
+        return [
+            p.reshape(x.shape[0], *s)
+            for p, s in zip(z.split(self.latent_sizes, dim=1), self.latent_shapes)
+        ]
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """log p(x) = log p_Z(f(x)) + log|det df/dx| (notes eq. (7)), shape ``(N,)``."""
+        z, logdet = self.forward(x, context)
+        return self.base.log_prob(z, context) + logdet
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        """Draw ``n`` examples: z ~ base at ``temperature``, then ``inverse(z)``."""
+        return self.inverse(self.base.sample(n, temperature, context), context)
+
+    def bits_per_dim(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Bits per dimension, ``-log p(x) / (D ln 2)`` per example ``(N,)``, D = x's element
+        count.
+
+        Convention (RealNVP, Glow): with a ``dequantize`` layer first, ``x`` holds integers
+        0..levels-1 and ``p`` is the model's density of the dequantised ``x + u`` at that integer
+        scale (the layer's ``-D log(levels)`` is part of ``logdet``; one fresh draw of
+        ``u ~ U[0, 1)^D`` per call), which is the number the papers report: in expectation over
+        ``u`` an upper bound on the code length of the discrete ``x``. Uniform integers under a
+        perfect model give ``log2(levels)``. Without ``dequantize`` it is the continuous
+        density of ``x`` as given. Evaluate in eval mode (batchnorm then uses its running
+        averages, and no statistics are updated)."""
+        return -self.log_prob(x, context) / (self.dim * math.log(2.0))
+
+    @torch.no_grad()
+    def first_nonfinite(self, x: Tensor, context: Tensor | None = None) -> str | None:
+        """Name of the first step whose output or logdet is NaN/Inf on ``x`` (None if all
+        finite)."""
+        found: list[str] = []
+
+        def probe(step: Step, outs: tuple[Tensor, ...], logdet: Tensor | None) -> None:
+            if not found and not all(torch.isfinite(t).all() for t in (*outs, logdet)):
+                found.append(step.name)
+
+        self.run_forward(x, context, observe=probe)
+        return found[0] if found else None
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The steps in execution order (data -> latent)."""
+        return self._steps
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step.name for step in self._steps]
+
+    @property
+    def levels(self) -> int | None:
+        """The ``levels`` of a ``dequantize`` step that starts the flow (integer data), else
+        None."""
+        first = self._steps[0] if self._steps else None
+        return first.module.levels if first is not None and first.kind == "dequantize" else None
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _as_float(self, x: Tensor) -> Tensor:
+        """Integer data (e.g. pixel levels before ``dequantize``) in the flow's dtype."""
+        return x if x.is_floating_point() else x.to(self._ref.dtype)
+
+
+def _failure(step: Step | None, direction: str, seen: Any, exc: Exception) -> StepError:
+    shapes = (
+        " and ".join(str(tuple(t.shape)) for t in seen)
+        if isinstance(seen, tuple)
+        else str(tuple(getattr(seen, "shape", ())))
+    )
+    where = f"step '{step.name}' ({step.kind}, spec path {step.path})" if step else "the flow"
+    return StepError(f"{where} failed in {direction} on input of shape {shapes}: {exc}")

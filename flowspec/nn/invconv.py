@@ -1,0 +1,78 @@
+"""Invertible 1x1 convolution (Glow): a learned C x C matrix applied at every position.
+
+Plain: logdet = positions * slogdet(W). LU: ``W = P L (U + diag(sign * exp(log_s)))`` with P and
+sign fixed, L unit-lower and U strictly upper, logdet = positions * sum(log_s) in O(C). Both start
+from the same seeded random rotation. For vectors it is a learned D x D linear map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from flowspec.nn.base import Bijection, spatial_size
+
+__all__ = ["InvConv", "build", "random_rotation"]
+
+
+def random_rotation(n: int, seed: int) -> Tensor:
+    """A seeded random orthogonal matrix (QR of a Gaussian matrix), float64."""
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return q
+
+
+class InvConv(Bijection):
+    """``y[:, :, i, j] = W x[:, :, i, j]`` on ``(N, C, H, W)`` (``y = x W^T`` on ``(N, D)``);
+    logdet ``H * W * log|det W|``. With ``lu`` the parameters are the full ``lower`` and
+    ``upper`` matrices (only their strict triangles are used) and ``log_s``; ``p`` and ``sign``
+    are fixed buffers, saved with the weights."""
+
+    def __init__(self, shape: tuple[int, ...], lu: bool, seed: int) -> None:
+        super().__init__()
+        n = shape[0]
+        self.positions, self.lu = spatial_size(shape), lu
+        w = random_rotation(n, seed)
+        if lu:
+            p, lower, upper = torch.linalg.lu(w)
+            s = torch.diagonal(upper)
+            self.register_buffer("p", p.float())
+            self.register_buffer("sign", torch.sign(s).float())
+            self.register_buffer("lower_mask", torch.tril(torch.ones(n, n), -1), persistent=False)
+            self.register_buffer("eye", torch.eye(n), persistent=False)
+            self.lower = nn.Parameter(lower.float())
+            self.upper = nn.Parameter(torch.triu(upper, 1).float())
+            self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
+        else:
+            self.weight = nn.Parameter(w.float())
+
+    def matrix(self) -> Tensor:
+        """The C x C weight W."""
+        if not self.lu:
+            return self.weight
+        lower = self.lower * self.lower_mask + self.eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign * torch.exp(self.log_s))
+        return self.p @ lower @ upper
+
+    def log_abs_det(self) -> Tensor:
+        return self.log_s.sum() if self.lu else torch.linalg.slogdet(self.weight)[1]
+
+    def _mix_channels(self, x: Tensor, w: Tensor) -> Tensor:
+        if x.dim() == 2:
+            return x @ w.T
+        return F.conv2d(x, w.reshape(*w.shape, 1, 1))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        w = self.matrix().to(x.dtype)
+        logdet = (self.positions * self.log_abs_det()).to(x.dtype)
+        return self._mix_channels(x, w), logdet.expand(x.shape[0])
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        return self._mix_channels(y, torch.linalg.inv(self.matrix().to(y.dtype)))
+
+
+def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> InvConv:
+    return InvConv(in_shape, spec.lu, params["seed"] % (2**31))

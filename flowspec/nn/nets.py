@@ -1,0 +1,149 @@
+"""Conditioner networks of couplings, one table keyed like :data:`flowspec.layers.nets.NETS`.
+
+``build_net(spec, in_shape, out_shape, n_out)`` returns a module mapping ``(N, *in_shape)`` (and
+an optional context, unused so far) to a tuple of ``n_out`` tensors of shape ``(N, *out_shape)``:
+one per parameter of the transformed elements (for an affine coupling: shift, then raw
+log-scale). The last layer's outputs are laid out parameter-major, so output ``k`` of parameter
+``p`` is channel/feature ``p * prod(out_shape) + k``; the tuple holds views of it, no copies.
+``zero_init`` zeroes the last layer so a fresh coupling is the identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import prod
+from typing import Any
+
+from torch import Tensor, nn
+
+from flowspec.layers.nets import GlowConvSpec, MLPSpec, ResNetSpec
+
+__all__ = ["ACTIVATIONS", "NETS", "GlowConvNet", "MLPNet", "ResNet", "build_net"]
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def _zero(layer: nn.Module) -> nn.Module:
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _mlp(sizes: list[int], activation: str, zero_last: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    if zero_last:
+        _zero(layers[-1])
+    return nn.Sequential(*layers)
+
+
+class MLPNet(nn.Module):
+    """Vector conditioner: one shared trunk (last layer outputs all), or one tower per output."""
+
+    def __init__(
+        self, spec: MLPSpec, in_shape: tuple[int, ...], out_shape: tuple[int, ...], n_out: int
+    ) -> None:
+        super().__init__()
+        d_in, d_out = prod(in_shape), prod(out_shape)
+        self.n_out, self.separate = n_out, spec.towers == "separate"
+        self.out_shape = tuple(out_shape)
+        if self.separate:
+            self.towers = nn.ModuleList(
+                _mlp([d_in, *spec.hidden, d_out], spec.activation, spec.zero_init)
+                for _ in range(n_out)
+            )
+        else:
+            self.trunk = _mlp([d_in, *spec.hidden, n_out * d_out], spec.activation, spec.zero_init)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
+        if self.separate:
+            parts = tuple(tower(x) for tower in self.towers)
+        else:
+            parts = self.trunk(x).chunk(self.n_out, dim=1)
+        if len(self.out_shape) == 1:
+            return parts
+        return tuple(p.reshape(x.shape[0], *self.out_shape) for p in parts)
+
+
+class GlowConvNet(nn.Module):
+    """Glow's conditioner: conv3x3 - ReLU - conv1x1 - ReLU - zero-initialised conv3x3."""
+
+    def __init__(
+        self, spec: GlowConvSpec, in_shape: tuple[int, ...], out_shape: tuple[int, ...], n_out: int
+    ) -> None:
+        super().__init__()
+        ch, self.n_out = spec.channels, n_out
+        self.out_shape = tuple(out_shape)
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_shape[0], ch, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(ch, ch, 1),
+            nn.ReLU(),
+            _zero(nn.Conv2d(ch, n_out * out_shape[0], 3, padding=1)),
+        )
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
+        return self.layers(x).chunk(self.n_out, dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """norm - ReLU - conv3x3 - norm - ReLU - conv3x3, plus the input."""
+
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+        make_norm: Callable[[], nn.Module] = (
+            (lambda: nn.BatchNorm2d(channels)) if norm == "batch" else nn.Identity
+        )
+        self.body = nn.Sequential(
+            make_norm(),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            make_norm(),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResNet(nn.Module):
+    """RealNVP's conditioner: conv3x3 in, residual blocks, ReLU, conv3x3 out."""
+
+    def __init__(
+        self, spec: ResNetSpec, in_shape: tuple[int, ...], out_shape: tuple[int, ...], n_out: int
+    ) -> None:
+        super().__init__()
+        ch, self.n_out = spec.channels, n_out
+        self.out_shape = tuple(out_shape)
+        out = nn.Conv2d(ch, n_out * out_shape[0], 3, padding=1)
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_shape[0], ch, 3, padding=1),
+            *(ResidualBlock(ch, spec.norm) for _ in range(spec.blocks)),
+            nn.ReLU(),
+            _zero(out) if spec.zero_init else out,
+        )
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
+        return self.layers(x).chunk(self.n_out, dim=1)
+
+
+NETS: dict[str, type[nn.Module]] = {"mlp": MLPNet, "glow_conv": GlowConvNet, "resnet": ResNet}
+
+
+def build_net(
+    spec: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...], n_out: int
+) -> nn.Module:
+    """The conditioner ``spec`` describes, for the given input and per-output shapes."""
+    return NETS[spec.type](spec, in_shape, out_shape, n_out)

@@ -1,0 +1,59 @@
+"""Factor-out: keep the first half of dim 1, emit the second half as a latent.
+
+With the learned prior (Glow), a zero-initialised conv3x3 (images) or linear map (vectors) on the
+kept half gives ``mean, log_std`` and the latent is ``(h - mean) * exp(-log_std)``, logdet
+``-sum(log_std)``: the same model as a Gaussian prior N(mean, exp(log_std)^2) on ``h``, and
+sampling at temperature T scales the standardised latent by T.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowspec.nn.base import Bijection, sum_except_batch, zeros_logdet
+
+__all__ = ["Split", "build"]
+
+
+class Split(Bijection):
+    """``(N, C, ...) -> ((N, C/2, ...) kept, (N, C/2, ...) latent)``; ``inverse`` takes the pair.
+
+    The prior is a 3x3 conv (images) or a linear map (vectors) from the kept half to
+    ``2 * C/2`` channels (mean, then log-std), zero-initialised so it starts as N(0, I)."""
+
+    def __init__(self, shape: tuple[int, ...], learned_prior: bool) -> None:
+        super().__init__()
+        self.half = shape[0] // 2
+        self.prior: nn.Module | None = None
+        if learned_prior:
+            prior = (
+                nn.Conv2d(self.half, 2 * self.half, 3, padding=1)
+                if len(shape) == 3
+                else nn.Linear(self.half, 2 * self.half)
+            )
+            nn.init.zeros_(prior.weight)
+            nn.init.zeros_(prior.bias)
+            self.prior = prior
+
+    def forward(
+        self, x: Tensor, context: Tensor | None = None
+    ) -> tuple[tuple[Tensor, Tensor], Tensor]:
+        kept, out = x[:, : self.half], x[:, self.half :]
+        if self.prior is None:
+            return (kept, out), zeros_logdet(x)
+        mean, log_std = self.prior(kept).chunk(2, dim=1)
+        return (kept, (out - mean) * torch.exp(-log_std)), -sum_except_batch(log_std)
+
+    def inverse(self, y: tuple[Tensor, Tensor], context: Tensor | None = None) -> Tensor:
+        kept, z = y
+        if self.prior is not None:
+            mean, log_std = self.prior(kept).chunk(2, dim=1)
+            z = z * torch.exp(log_std) + mean
+        return torch.cat([kept, z], dim=1)
+
+
+def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Split:
+    return Split(in_shape, params.get("prior") == "learned")

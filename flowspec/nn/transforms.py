@@ -1,0 +1,96 @@
+"""Elementwise transforms of couplings, one table keyed like :mod:`flowspec.layers.transforms`.
+
+A transform is a monotone map applied to each transformed element ``x`` with its own parameters:
+``params`` is a tuple of ``P = n_params`` tensors shaped like ``x`` (the conditioner's outputs).
+``forward(layer, x, params) -> (y, logabsdet)`` returns ``logabsdet = log|dy/dx|``
+elementwise (shape of ``x``), or None for a volume-preserving map; ``inverse(layer, y, params)``
+undoes it. ``layer`` is the coupling that owns any learned parameter the transform adds with
+``add_parameters`` (so its name in a weights file is the layer's, e.g. ``layers.3.scale``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["LOG_SCALES", "TRANSFORMS", "Additive", "Affine", "Transform", "build_transform"]
+
+
+class Transform:
+    """Base of the elementwise transforms; see the module docstring."""
+
+    n_params: int = 1
+
+    def add_parameters(self, layer: nn.Module, shape: tuple[int, ...]) -> None:
+        """Register the learned parameters this transform needs on ``layer`` (default: none)."""
+
+    def forward(
+        self, layer: nn.Module, x: Tensor, params: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+        raise NotImplementedError
+
+
+class Additive(Transform):
+    """NICE: ``y = x + t``, log-determinant 0 (returned as None)."""
+
+    n_params = 1
+
+    def forward(
+        self, layer: nn.Module, x: Tensor, params: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor | None]:
+        return x + params[0], None
+
+    def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+        return y - params[0]
+
+
+# The bounded log-scale s from the network's raw output; ``layer`` holds ``scale`` for
+# scaled_tanh (RealNVP's learned per-element scale).
+LOG_SCALES: dict[str, Callable[[nn.Module, Tensor], Tensor]] = {
+    "tanh": lambda layer, raw: torch.tanh(raw),
+    "scaled_tanh": lambda layer, raw: layer.scale * torch.tanh(raw),
+    "sigmoid": lambda layer, raw: F.logsigmoid(raw + 2.0),  # Glow: scale = sigmoid(raw + 2)
+    "none": lambda layer, raw: raw,
+}
+
+
+class Affine(Transform):
+    """RealNVP: ``y = x * exp(s) + t`` with ``params[0] = t`` and the log-scale ``s``
+    bounded from ``params[1]`` by :data:`LOG_SCALES`; ``log|dy/dx| = s``."""
+
+    n_params = 2
+
+    def __init__(self, log_scale: str) -> None:
+        self.log_scale = log_scale
+        self.bound = LOG_SCALES[log_scale]
+
+    def add_parameters(self, layer: nn.Module, shape: tuple[int, ...]) -> None:
+        if self.log_scale == "scaled_tanh":
+            layer.scale = nn.Parameter(torch.ones(1, *shape))
+
+    def forward(
+        self, layer: nn.Module, x: Tensor, params: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor | None]:
+        s = self.bound(layer, params[1])
+        return x * torch.exp(s) + params[0], s
+
+    def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+        return (y - params[0]) * torch.exp(-self.bound(layer, params[1]))
+
+
+TRANSFORMS: dict[str, Callable[[Any], Transform]] = {
+    "additive": lambda spec: Additive(),
+    "affine": lambda spec: Affine(spec.log_scale),
+}
+
+
+def build_transform(spec: Any) -> Transform:
+    """The transform a ``transform:`` spec (a row of ``TRANSFORMS``) describes."""
+    return TRANSFORMS[spec.type](spec)

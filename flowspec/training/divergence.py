@@ -1,0 +1,66 @@
+"""Explaining a divergence: a non-finite loss, gradient or validation NLL stops training with a
+:class:`~flowspec.errors.TrainingError` naming the step and the first layer whose output was not
+finite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from flowspec.errors import Diagnostic, TrainingError
+from flowspec.nn.flow import Flow
+from flowspec.training.checkpoint import TrainState
+
+__all__ = ["diverged", "first_bad_gradient"]
+
+
+def first_bad_gradient(flow: Flow) -> str | None:
+    """Name of the first parameter whose gradient holds NaN or Inf (None if all finite)."""
+    for name, param in flow.named_parameters():
+        if param.grad is not None and not torch.isfinite(param.grad).all():
+            return name
+    return None
+
+
+def diverged(
+    flow: Flow,
+    batch: torch.Tensor,
+    state: TrainState,
+    loss: float,
+    checkpoint: Path | None,
+    saved_step: int,
+    gradient_of: str | None = None,
+    phase: str = "",
+) -> TrainingError:
+    """The error for a non-finite loss (or gradient, or validation NLL), naming the step and the
+    first layer whose output is not finite on ``batch``."""
+    layer = flow.first_nonfinite(batch)
+    kinds = {step.name: step.kind for step in flow.steps}
+    step = state.step if phase == "validation" else state.step + 1
+    if gradient_of:
+        what = f"the gradient of parameter '{gradient_of}' is not finite (loss {loss:.6g})"
+    elif phase == "validation":
+        what = f"the validation NLL is {loss}"
+    else:
+        what = f"the loss is {loss}"
+    where = (
+        f"first non-finite output at layer '{layer}' ({kinds[layer]})"
+        if layer is not None
+        else "every layer's output is finite, so the base distribution's log-density overflowed"
+    )
+    largest = float(batch.abs().max()) if batch.numel() else 0.0
+    keep = (
+        f"the last good checkpoint is {checkpoint} (step {saved_step}); "
+        if checkpoint is not None
+        else ""
+    )
+    return TrainingError(
+        Diagnostic(
+            "nonfinite-loss",
+            f"training diverged at step {step} (epoch {state.epoch + 1}): {what}; {where} "
+            f"(largest |x| in the batch: {largest:.3g})",
+            hint=keep + "lower the learning rate (--lr), keep clip_grad_norm on, or check the "
+            "data for extreme values",
+        )
+    )

@@ -1,0 +1,221 @@
+"""Drawing primitives, numpy to PNG: loss curves, 2-D scatters and densities, image grids, panels.
+
+:mod:`flowspec.training.figures` decides what a run draws; this module only draws. Every
+function writes one PNG to ``path`` (creating parent directories), releases its figure and
+returns the path as a :class:`~pathlib.Path`. Figures are drawn headless on the Agg canvas via
+matplotlib's object-oriented API: pyplot is never imported, so there is no global figure
+registry to leak into and the caller's interactive backend is left untouched. This module never
+imports torch; callers pass numpy arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "plot_density_2d",
+    "plot_flow_steps",
+    "plot_image_grid",
+    "plot_loss",
+    "plot_samples_2d",
+]
+
+Bounds = tuple[tuple[float, float], tuple[float, float]]
+
+
+def _figure(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A new Agg-backed figure and its ``(nrows, ncols)`` array of axes."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, np.asarray(fig.subplots(nrows, ncols, squeeze=False))
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(out, dpi=100, bbox_inches="tight")
+    finally:
+        fig.clear()
+    return out
+
+
+def _series(metrics: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """``(epochs, values)`` of rows where ``key`` is present and not None."""
+    xs, ys = [], []
+    for i, row in enumerate(metrics):
+        value = row.get(key)
+        if value is not None:
+            xs.append(float(row.get("epoch", i + 1)))
+            ys.append(float(value))
+    return xs, ys
+
+
+def plot_loss(metrics: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Plot ``train_nll`` and ``val_nll`` (nats) against ``epoch``; ``bits_per_dim`` in a 2nd panel.
+
+    Args:
+        metrics: One dict per logged epoch; keys ``epoch`` (defaults to the 1-based row number),
+            ``train_nll``, ``val_nll``, ``bits_per_dim``; any may be missing or None.
+        path: Where to write the PNG.
+    """
+    has_bpd = any(row.get("bits_per_dim") is not None for row in metrics)
+    fig, axes = _figure(1, 2 if has_bpd else 1, (10 if has_bpd else 5.5, 4))
+    ax = axes[0, 0]
+    for key, label in (("train_nll", "train"), ("val_nll", "validation")):
+        xs, ys = _series(metrics, key)
+        if xs:
+            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("NLL (nats)")
+    ax.set_title("Negative log-likelihood")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    if has_bpd:
+        xs, ys = _series(metrics, "bits_per_dim")
+        axes[0, 1].plot(xs, ys, color="tab:green", marker="o" if len(xs) < 30 else None, ms=3)
+        axes[0, 1].set_xlabel("epoch")
+        axes[0, 1].set_ylabel("bits per dimension")
+        axes[0, 1].set_title("Bits per dimension")
+        axes[0, 1].grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _limits(*arrays: np.ndarray | None, margin: float = 0.1) -> Bounds:
+    """Axis limits covering the central 99.8% of the finite points of the (M, 2) arrays."""
+    pts = np.concatenate([a[np.isfinite(a).all(1)] for a in arrays if a is not None and len(a)])
+    if len(pts) == 0:
+        return (-1.0, 1.0), (-1.0, 1.0)
+    lo, hi = np.percentile(pts, 0.1, axis=0), np.percentile(pts, 99.9, axis=0)
+    pad = np.maximum(hi - lo, 1e-6) * margin
+    return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+
+
+def _scatter(ax: Axes, pts: np.ndarray, title: str, bounds: Bounds, color: str) -> None:
+    """Scatter (M, 2) points in ``bounds``; the title counts points left outside the view."""
+    (x0, x1), (y0, y1) = bounds
+    inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
+    if not inside.all():
+        title += f"\n({int((~inside).sum())} of {len(pts)} outside the view)"
+    size = 1.0 if len(pts) > 2000 else 4.0
+    ax.scatter(pts[:, 0], pts[:, 1], s=size, alpha=0.5, color=color, linewidths=0)
+    ax.set_xlim(*bounds[0])
+    ax.set_ylim(*bounds[1])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_title(title)
+
+
+def plot_samples_2d(
+    samples: np.ndarray, data: np.ndarray | None, path: str | Path, title: str = "Model samples"
+) -> Path:
+    """Scatter model samples (M, 2) beside data (K, 2), both panels on the same limits.
+
+    The limits are fitted to the data when given (to the samples otherwise), so a model that
+    scatters mass far away shows it as a count of points outside the view in the title.
+    """
+    samples = np.asarray(samples, dtype=np.float64).reshape(-1, 2)
+    data = None if data is None else np.asarray(data, dtype=np.float64).reshape(-1, 2)
+    bounds = _limits(samples if data is None else data)
+    ncols = 1 if data is None else 2
+    fig, axes = _figure(1, ncols, (4.5 * ncols, 4.5))
+    _scatter(axes[0, 0], samples, title, bounds, "tab:orange")
+    if data is not None:
+        _scatter(axes[0, 1], data, "Data", bounds, "tab:blue")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_image_grid(images: np.ndarray, path: str | Path, nrow: int | None = None) -> Path:
+    """Tile images of shape (N, C, H, W), C in {1, 3}, values in [0, 1] (clipped), in a grid.
+
+    Args:
+        images: The images; one channel is drawn with the grey colormap.
+        path: Where to write the PNG.
+        nrow: Images per row; defaults to ``ceil(sqrt(N))``.
+    """
+    imgs = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)
+    if imgs.ndim != 4 or imgs.shape[1] not in (1, 3) or len(imgs) == 0:
+        raise ValueError(f"expected images of shape (N, 1|3, H, W), got {imgs.shape}")
+    n, c, h, w = imgs.shape
+    ncol = nrow or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncol)
+    grid = np.ones((nrows * (h + 1) + 1, ncol * (w + 1) + 1, c))  # 1-pixel white borders
+    for k in range(n):
+        r, q = divmod(k, ncol)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = imgs[
+            k
+        ].transpose(1, 2, 0)
+    fig, axes = _figure(1, 1, (max(2.0, 0.6 * ncol), max(2.0, 0.6 * nrows)))
+    ax = axes[0, 0]
+    if c == 1:
+        ax.imshow(grid[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_flow_steps(stages: Sequence[tuple[str, np.ndarray]], path: str | Path) -> Path:
+    """Grid of scatter plots, one per ``(title, points (M, 2))`` stage, in the given order.
+
+    The course notes' figure: "Noise samples" first, then "After k steps of flow" for growing
+    k. Each panel has its own limits, since the stages live on different scales.
+    """
+    if not stages:
+        raise ValueError("plot_flow_steps needs at least one stage")
+    ncols = min(len(stages), 4)
+    nrows = math.ceil(len(stages) / ncols)
+    fig, axes = _figure(nrows, ncols, (3.2 * ncols, 3.2 * nrows))
+    for ax in axes.flat[len(stages) :]:
+        ax.axis("off")
+    for ax, (title, pts) in zip(axes.flat, stages, strict=False):
+        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        _scatter(ax, pts, title, _limits(pts), "tab:purple")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_density_2d(
+    log_prob_fn: Callable[[np.ndarray], np.ndarray],
+    path: str | Path,
+    bounds: Bounds = ((-1.5, 2.5), (-1.0, 1.5)),
+    resolution: int = 200,
+    data: np.ndarray | None = None,
+) -> Path:
+    """Heat map of ``exp(log_prob_fn(grid))`` over ``bounds``, optionally overlaying data.
+
+    Args:
+        log_prob_fn: Maps float64 points (M, 2) to log-densities (M,).
+        path: Where to write the PNG.
+        bounds: ``((x_min, x_max), (y_min, y_max))``.
+        resolution: Grid points per axis.
+        data: Optional points (K, 2) drawn on top as small dots.
+    """
+    (x0, x1), (y0, y1) = bounds
+    xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    log_p = np.asarray(log_prob_fn(grid), dtype=np.float64).reshape(resolution, resolution)
+    density = np.exp(np.where(np.isfinite(log_p), log_p, -np.inf))
+    fig, axes = _figure(1, 1, (6, 6 * (y1 - y0) / (x1 - x0) + 0.5))
+    ax = axes[0, 0]
+    mesh = ax.pcolormesh(gx, gy, density, cmap="viridis", shading="auto")
+    fig.colorbar(mesh, ax=ax, label="density")
+    if data is not None:
+        pts = np.asarray(data, dtype=np.float64).reshape(-1, 2)
+        ax.scatter(pts[:, 0], pts[:, 1], s=1, color="white", alpha=0.3, linewidths=0)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.set_title("Model density")
+    return _save(fig, path)

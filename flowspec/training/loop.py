@@ -1,0 +1,315 @@
+"""Maximum-likelihood training of a compiled flow, resumable bit for bit.
+
+:func:`train` minimises the mean negative log-likelihood (notes eq. (29)) with Adam, an optional
+linear warm-up and cosine decay (:mod:`flowspec.training.schedule`), gradient-norm clipping,
+validation every epoch (or every ``val_every`` steps) and early stopping. Given ``config.seed`` a
+run is deterministic: the global torch seed drives initialisation noise and dequantisation, a
+separate seeded generator shuffles the data, and validation draws from its own stream.
+
+Files in ``out_dir``: ``model.safetensors`` (best validation NLL), ``last.safetensors`` (the
+latest state with optimizer and random states, see :mod:`flowspec.training.checkpoint`; written
+at the start, after each validation and on interruption, always atomically), ``metrics.jsonl``
+(one row per validation) and figures (:mod:`flowspec.training.figures`). ``resume=True``
+continues from ``last.safetensors`` to the same weights and metrics as an uninterrupted run.
+
+A SIGINT (Ctrl-C) is honoured between two optimizer steps: the state is saved and the result
+says ``status="interrupted"``. A non-finite loss or gradient stops training with a
+:class:`~flowspec.errors.TrainingError` naming the step and the first layer whose output was not
+finite; ``last.safetensors`` keeps the last good state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowspec.data import Splits
+from flowspec.io import read_weights, save, write_atomic
+from flowspec.nn.flow import Flow
+from flowspec.spec.training import TrainSpec
+from flowspec.training.checkpoint import TrainState, model_metadata, save_checkpoint
+from flowspec.training.divergence import diverged, first_bad_gradient
+from flowspec.training.evaluate import as_tensor, evaluate, reports_bits
+from flowspec.training.resume import resume_from
+from flowspec.training.schedule import learning_rate
+from flowspec.training.setup import (
+    SigintFlag,
+    data_init,
+    remove_stale_temps,
+    resolve_device,
+    resolve_flow,
+    resolve_splits,
+    torch_threads,
+)
+
+__all__ = ["TrainResult", "train"]
+
+INIT_BATCH = 512
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``flow`` holds the best-validation weights (the latest ones when
+    the run was interrupted or stopped)."""
+
+    flow: Flow
+    status: str  # "completed", "early_stopped", "interrupted" or "stopped" (stop_after)
+    step: int
+    total_steps: int
+    best_val_nll: float | None
+    best_step: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    out_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+class _Run:
+    """One training run: the flow, its optimizer, the data and the loop's state."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        splits: Splits,
+        config: TrainSpec,
+        out_dir: Path | None,
+        device: torch.device,
+        progress: Any,
+    ) -> None:
+        self.flow, self.config, self.out_dir, self.progress = flow, config, out_dir, progress
+        self.train_x, self.val_x = as_tensor(splits.train), as_tensor(splits.val)
+        self.device = device
+        self.bits = reports_bits(flow, splits.discrete_levels)
+        self.batch = min(config.batch_size, len(self.train_x))
+        self.per_epoch = len(self.train_x) // self.batch
+        self.total = config.steps or (config.epochs or 1) * self.per_epoch
+        self.val_every = min(config.val_every or self.per_epoch, self.total)
+        self.optimizer = torch.optim.Adam(
+            flow.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.generator = torch.Generator()
+        self.state = TrainState(config=config.model_dump(mode="json"), data=splits.name)
+        self.shuffle_state = torch.Generator().manual_seed(config.seed).get_state()
+        self.best: dict[str, torch.Tensor] | None = None
+        self.saved_step = 0
+        self.started = time.monotonic()
+
+    # ------------------------------------------------------------------ files
+    def path(self, name: str) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / name
+
+    def checkpoint(self) -> None:
+        path = self.path("last.safetensors")
+        if path is not None:
+            seconds, self.started = self.elapsed(), time.monotonic()
+            self.state.seconds = seconds
+            save_checkpoint(path, self.flow, self.optimizer, self.state, self.shuffle_state)
+            self.saved_step = self.state.step
+
+    def write_metrics(self) -> None:
+        path = self.path("metrics.jsonl")
+        if path is not None:
+            text = "".join(json.dumps(row) + "\n" for row in self.state.history)
+            write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+    def elapsed(self) -> float:
+        return self.state.seconds + time.monotonic() - self.started
+
+    # ------------------------------------------------------------------ start / resume
+    def start(self, data_seed: int) -> None:
+        torch.manual_seed(self.config.seed)
+        self.state.data_seed = data_seed
+        data_init(self.flow, self.train_x[:INIT_BATCH].to(self.device))
+        self.checkpoint()
+        self.write_metrics()
+
+    def resume(self) -> None:
+        path = self.path("last.safetensors")
+        self.state, self.shuffle_state = resume_from(path, self.flow, self.optimizer, self.state)
+        self.saved_step = self.state.step
+        best = self.path("model.safetensors")
+        if best is not None and best.is_file():
+            self.best = read_weights(best).state
+        self.write_metrics()  # drop rows written after the checkpoint, if any
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, stop_after: int | None, sigint: SigintFlag) -> str:
+        s, n = self.state, len(self.train_x)
+        self.generator.set_state(self.shuffle_state)  # replay this epoch's order
+        perm = torch.randperm(n, generator=self.generator)
+        while s.step < self.total:
+            if s.batch_in_epoch >= self.per_epoch:
+                s.epoch, s.batch_in_epoch = s.epoch + 1, 0
+                self.shuffle_state = self.generator.get_state()
+                perm = torch.randperm(n, generator=self.generator)
+            start = s.batch_in_epoch * self.batch
+            self.step(self.train_x[perm[start : start + self.batch]].to(self.device))
+            if s.step % self.val_every == 0 or s.step == self.total:
+                if self.validate():
+                    return "early_stopped"
+            if sigint.raised or s.step == stop_after:
+                self.checkpoint()
+                return "interrupted" if sigint.raised else "stopped"
+        return "completed"
+
+    def step(self, batch: torch.Tensor) -> None:
+        s = self.state
+        lr = learning_rate(s.step, self.total, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = -self.flow.log_prob(batch).mean()
+        if not torch.isfinite(loss):
+            raise self.diverged(batch, loss.item())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.config.clip_grad_norm)
+        bad = first_bad_gradient(self.flow)
+        if bad is not None:
+            raise self.diverged(batch, loss.item(), gradient_of=bad)
+        self.optimizer.step()
+        s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
+        value = loss.item()
+        s.loss_sum, s.loss_count = s.loss_sum + value, s.loss_count + 1
+        self.progress.step(s.step, self.total, s.epoch, value, lr)
+
+    def diverged(
+        self, batch: torch.Tensor, loss: float, gradient_of: str | None = None, phase: str = ""
+    ) -> Any:
+        last = self.path("last.safetensors")
+        return diverged(
+            self.flow, batch, self.state, loss, last, self.saved_step, gradient_of, phase
+        )
+
+    def check_validation(self, nll: float) -> None:
+        """A non-finite validation NLL stops the run like a non-finite training loss."""
+        if not math.isfinite(nll):
+            with torch.no_grad():
+                self.flow.eval()
+                error = self.diverged(self.val_x.to(self.device), nll, phase="validation")
+                self.flow.train()
+            raise error
+
+    def validate(self) -> bool:
+        """Score the validation split, log, keep the best; True when patience has run out."""
+        s = self.state
+        score = evaluate(self.flow, self.val_x, seed=self.config.seed)
+        self.check_validation(score.nll)
+        epoch = s.step / self.per_epoch
+        row = {
+            "epoch": int(epoch) if epoch == int(epoch) else round(epoch, 3),
+            "step": s.step,
+            "train_nll": s.loss_sum / max(s.loss_count, 1),
+            "val_nll": score.nll,
+            "bits_per_dim": score.bits_per_dim if self.bits else None,
+            "lr": learning_rate(s.step - 1, self.total, self.config),
+            "seconds": round(self.elapsed(), 3),
+        }
+        s.history.append(row)
+        s.loss_sum, s.loss_count = 0.0, 0
+        improved = s.best_val is None or score.nll < s.best_val
+        if improved:
+            s.best_val, s.best_step, s.bad_evals = score.nll, s.step, 0
+            self.best = {k: v.detach().clone() for k, v in self.flow.state_dict().items()}
+            best = self.path("model.safetensors")
+            if best is not None:
+                save(self.flow, best, extra_metadata=model_metadata(s, row))
+        else:
+            s.bad_evals += 1
+        self.write_metrics()
+        self.checkpoint()
+        self.progress.record(row, improved)
+        return self.config.patience is not None and s.bad_evals >= self.config.patience
+
+
+def train(
+    spec_or_flow: Any,
+    data: str | Splits | None = None,
+    config: TrainSpec | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: Any = None,
+    stop_after: int | None = None,
+    figures: bool = True,
+) -> TrainResult:
+    """Train a flow by maximum likelihood.
+
+    Arguments:
+        spec_or_flow: a spec (path, YAML text, dict, ``FlowSpec``) or a compiled ``Flow``
+            (trained in place).
+        data: a data set name or file, or ready :class:`~flowspec.data.Splits`; default the
+            spec's ``data.name``.
+        config: the training settings; default the spec's ``train`` section.
+        out_dir: where checkpoints, metrics and figures go; None keeps everything in memory.
+        resume: continue from ``out_dir/last.safetensors``.
+        device: ``cpu`` or ``cuda``.
+        progress: a :class:`flowspec.training.progress.Progress` (default: quiet).
+        stop_after: stop (resumably) after this global step, as if interrupted.
+        figures: draw the figures at the end of the run.
+
+    Returns:
+        A :class:`TrainResult`; its ``flow`` carries the best validation weights.
+
+    Raises:
+        DataError: unknown or mismatched data.
+        TrainingError: a non-finite loss, a mismatched resume, an unavailable device.
+        FlowspecError: any other problem with the spec or files.
+
+    Example:
+        >>> from flowspec.spec.training import TrainSpec
+        >>> result = train("specs/realnvp_moons.yaml", config=TrainSpec(steps=5, batch_size=64))
+        >>> result.status, result.step
+        ('completed', 5)
+    """
+    from flowspec.training.progress import Progress
+
+    flow, spec, config = resolve_flow(spec_or_flow, config)
+    data_seed = spec.data.seed if spec.data is not None else 0
+    splits = resolve_splits(data, flow, spec)
+    torch_device = resolve_device(device)
+    flow.to(torch_device).train()
+    out = Path(out_dir) if out_dir else None
+    remove_stale_temps(out)
+    run = _Run(flow, splits, config, out, torch_device, progress or Progress(quiet=True))
+    if resume:
+        run.resume()
+    else:
+        run.start(data_seed)
+    run.progress.message(
+        f"{'resumed at step ' + str(run.state.step) if resume else 'training'} "
+        f"'{spec.name}' ({flow.num_parameters():,} parameters) on {splits.name}: "
+        f"{len(splits.train)} train / {len(splits.val)} val examples, {run.total} steps "
+        f"({run.per_epoch} per epoch, batch {run.batch}), lr {config.lr:g} {config.schedule}"
+    )
+    with SigintFlag() as sigint, torch_threads(config.threads):
+        status = run.run(stop_after, sigint)
+    run.progress.close()
+    if run.best is not None and status in ("completed", "early_stopped"):
+        flow.load_state_dict(run.best)
+    names = ("model.safetensors", "last.safetensors", "metrics.jsonl")
+    files = [p for p in map(run.path, names) if p is not None and p.exists()]
+    if figures and run.out_dir is not None and status in ("completed", "early_stopped"):
+        from flowspec.training.figures import write_run_figures
+
+        files += write_run_figures(flow, splits.test, run.state.history, run.out_dir, config.seed)
+    s = run.state
+    return TrainResult(
+        flow,
+        status,
+        s.step,
+        run.total,
+        s.best_val,
+        s.best_step,
+        run.elapsed(),
+        list(s.history),
+        run.out_dir,
+        files,
+    )

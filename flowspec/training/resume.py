@@ -1,0 +1,71 @@
+"""Resuming a run: the checkpoint must come from the same spec, settings and data, and is loaded
+into the live flow and optimizer (no second flow is built)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from flowspec.errors import Diagnostic, TrainingError
+from flowspec.io import check_tensors, read_weights, spec_json
+from flowspec.nn.flow import Flow
+from flowspec.training.checkpoint import TrainState, read_state, restore_optimizer, restore_rng
+
+__all__ = ["require_same_settings", "require_same_spec", "resume_from"]
+
+
+def resume_from(
+    path: Path | None, flow: Flow, optimizer: torch.optim.Optimizer, expected: TrainState
+) -> tuple[TrainState, torch.Tensor]:
+    """Load weights, optimizer and random states from checkpoint ``path`` after checking that it
+    was written by the same spec, settings and data; return its state and shuffle state."""
+    if path is None or not path.is_file():
+        raise TrainingError(
+            Diagnostic(
+                "nothing-to-resume",
+                f"no checkpoint to resume at '{path}'",
+                hint="start the run without --resume first",
+            )
+        )
+    weights = read_weights(path)
+    state, extra, groups = read_state(weights)
+    require_same_settings(state, expected, path)
+    require_same_spec(weights.metadata["spec"], flow, path)
+    check_tensors(weights.state, flow, path)
+    flow.load_state_dict(weights.state)
+    restore_optimizer(optimizer, flow, extra, groups)
+    return state, restore_rng(extra)
+
+
+def require_same_settings(saved: TrainState, current: TrainState, path: Path) -> None:
+    """Refuse to resume with other settings or data than the checkpoint was trained with."""
+    diffs = [
+        f"{key}: checkpoint {saved.config.get(key)!r}, now {value!r}"
+        for key, value in current.config.items()
+        if saved.config.get(key) != value
+    ]
+    if saved.data != current.data:
+        diffs.append(f"data: checkpoint {saved.data!r}, now {current.data!r}")
+    if diffs:
+        raise TrainingError(
+            Diagnostic(
+                "resume-mismatch",
+                f"cannot resume '{path}' with different settings ({'; '.join(diffs)})",
+                hint="resume without overriding flags (or with the same ones), or start a new "
+                "run in another --out directory",
+            )
+        )
+
+
+def require_same_spec(saved_spec: str, flow: Flow, path: Path) -> None:
+    """Refuse to resume a checkpoint of another flow (the spec file was edited)."""
+    if saved_spec != spec_json(flow):
+        raise TrainingError(
+            Diagnostic(
+                "resume-mismatch",
+                f"the spec stored in '{path}' differs from the spec being trained",
+                hint="the spec was edited since the checkpoint; start a new run in another "
+                "--out directory",
+            )
+        )

@@ -1,0 +1,137 @@
+"""What a training run sets up before its loop: the flow, the data, the device, the thread count,
+data-dependent initialisation, and catching Ctrl-C between steps."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import torch
+
+from flowspec.data import Splits, load_splits
+from flowspec.errors import DataError, Diagnostic, TrainingError
+from flowspec.nn.flow import Flow
+from flowspec.spec.training import TrainSpec
+
+__all__ = [
+    "SigintFlag",
+    "data_init",
+    "remove_stale_temps",
+    "resolve_device",
+    "resolve_flow",
+    "resolve_splits",
+    "torch_threads",
+]
+
+
+def resolve_flow(spec_or_flow: Any, config: TrainSpec | None) -> tuple[Flow, Any, TrainSpec]:
+    """The flow, its spec and the training config (default: the spec's ``train:`` section).
+
+    A Flow is used as is; a spec is compiled with the training seed, so one seed fixes the
+    initial weights as well as the run.
+    """
+    if isinstance(spec_or_flow, Flow):
+        spec = spec_or_flow.spec
+        return spec_or_flow, spec, config or spec.train or TrainSpec()
+    from flowspec.api import compile as compile_spec
+    from flowspec.api import load_spec
+
+    spec = load_spec(spec_or_flow)
+    config = config or spec.train or TrainSpec()
+    return compile_spec(spec, seed=config.seed), spec, config
+
+
+def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
+    """Ready splits, or those of a data set name / file (default: the spec's ``data.name``),
+    checked against the flow's input shape and split with the spec's ``data.seed``."""
+    if isinstance(data, Splits):
+        return data
+    source = data or (spec.data.name if spec.data is not None else None)
+    if source is None:
+        raise DataError(
+            Diagnostic(
+                "no-data",
+                "no data given and the spec has no 'data:' section",
+                hint="pass --data NAME|FILE or add 'data: {name: ...}' to the spec",
+            )
+        )
+    seed = spec.data.seed if spec.data is not None else 0
+    return load_splits(source, tuple(flow.input_shape), seed=seed)
+
+
+@torch.no_grad()
+def data_init(flow: Flow, x: torch.Tensor) -> bool:
+    """Run one forward pass on ``x`` if some op (actnorm) still waits for data-dependent init."""
+    if not any(hasattr(m, "initialized") and not bool(m.initialized) for m in flow.modules()):
+        return False
+    flow(x)
+    return True
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` or ``cuda`` (``cuda:1`` too), refused with a clear message when unknown or when no
+    GPU is visible."""
+    if name.split(":")[0] not in ("cpu", "cuda"):
+        raise TrainingError(
+            Diagnostic("device-unknown", f"unknown device '{name}'", hint="use cpu or cuda")
+        )
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(
+            Diagnostic(
+                "device-unavailable",
+                "--device cuda was asked for, but no CUDA device is available",
+                hint="train with --device cpu",
+            ),
+        )
+    return device
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` torch CPU threads inside the block (None: leave the setting alone)."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class SigintFlag:
+    """Within ``with``: the first SIGINT sets ``raised`` (the loop stops after the current step
+    and saves); a second one interrupts at once. Outside the main thread it does nothing."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __enter__(self) -> SigintFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def remove_stale_temps(out_dir: Path | None) -> None:
+    """Delete temp files that a killed run left beside its checkpoints (see ``write_atomic``)."""
+    if out_dir is not None and out_dir.is_dir():
+        for name in ("model.safetensors", "last.safetensors", "metrics.jsonl"):
+            for stale in out_dir.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)

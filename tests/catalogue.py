@@ -1,0 +1,170 @@
+"""The one catalogue of op examples: every layer kind, on vectors and images, in every variant
+worth checking. Every oracle test over ops draws from here, and a test fails until each kind in
+``ALL_OPS`` has an entry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+MLP = {"type": "mlp", "hidden": [16, 16], "activation": "tanh"}
+CONV = {"type": "glow_conv", "channels": 8}
+RESNET = {"type": "resnet", "channels": 8, "blocks": 1}
+
+Example = tuple[str, list[int], list[dict[str, Any]]]  # (variant id, input shape, layers)
+
+
+def _on(layer: dict[str, Any], *shapes: list[int], name: str = "") -> list[Example]:
+    """One example of ``layer`` per input shape, named ``<name>-CxHxW``."""
+    return [(f"{name}{'-' if name else ''}{'x'.join(map(str, s))}", s, [layer]) for s in shapes]
+
+
+OP_EXAMPLES: dict[str, list[Example]] = {
+    "additive_coupling": [
+        ("vector-half", [5], [{"type": "additive_coupling", "mask": "even", "net": MLP}]),
+        *_on(
+            {"type": "additive_coupling", "mask": "first_half", "net_input": "masked", "net": MLP},
+            [4],
+            name="masked",
+        ),
+        *_on(
+            {
+                "type": "additive_coupling",
+                "mask": "checkerboard",
+                "net_input": "masked",
+                "net": RESNET,
+            },
+            [2, 4, 4],
+            name="checkerboard-resnet",
+        ),
+        *_on(
+            {
+                "type": "additive_coupling",
+                "mask": "checkerboard",
+                "net_input": "masked",
+                "net": CONV,
+            },
+            [2, 4, 6],
+            name="checkerboard-glow",
+        ),
+    ],
+    "affine_coupling": [
+        *_on(
+            {"type": "affine_coupling", "mask": [1, 0, 0, 1, 0], "net": MLP},
+            [5],
+            name="explicit",
+        ),
+        *_on(
+            {
+                "type": "affine_coupling",
+                "mask": "alternating",
+                "net_input": "masked",
+                "log_scale": "tanh",
+                "net": {**MLP, "towers": "separate"},
+            },
+            [4],
+            name="separate",
+        ),
+        *_on({"type": "affine_coupling", "mask": "odd", "log_scale": "none", "net": MLP}, [3]),
+        *_on(
+            {
+                "type": "affine_coupling",
+                "mask": "channel_second",
+                "log_scale": "sigmoid",
+                "net": CONV,
+            },
+            [4, 3, 2],
+            name="channel-second",
+        ),
+        *_on(
+            {"type": "affine_coupling", "mask": "checkerboard", "net_input": "masked", "net": CONV},
+            [1, 4, 4],
+            [2, 4, 6],
+            [3, 8, 8],
+            name="checkerboard-glow",
+        ),
+        *_on(
+            {
+                "type": "affine_coupling",
+                "mask": "checkerboard_odd",
+                "net_input": "masked",
+                "log_scale": "tanh",
+                "net": RESNET,
+            },
+            [1, 4, 4],
+            [3, 8, 8],
+            name="checkerboard-resnet",
+        ),
+        *_on(
+            {"type": "affine_coupling", "mask": "channel", "log_scale": "sigmoid", "net": CONV},
+            [2, 4, 6],
+            [3, 8, 8],
+            name="channel-glow",
+        ),
+        *_on(
+            {"type": "affine_coupling", "mask": "channel_second", "net": RESNET},
+            [2, 4, 6],
+            [4, 2, 2],
+            name="channel-resnet",
+        ),
+    ],
+    "coupling": [
+        *_on(
+            {
+                "type": "coupling",
+                "mask": "alternating",
+                "transform": {"type": "additive"},
+                "net": MLP,
+            },
+            [4],
+            name="additive",
+        ),
+        *_on(
+            {
+                "type": "coupling",
+                "mask": "checkerboard",
+                "net_input": "masked",
+                "transform": {"type": "affine", "log_scale": "sigmoid"},
+                "net": CONV,
+            },
+            [2, 4, 4],
+            name="affine-checkerboard",
+        ),
+    ],
+    "permute": [
+        *_on({"type": "permute", "order": "random"}, [5], [3, 8, 8], name="random"),
+        *_on({"type": "permute", "order": "reverse"}, [3, 2, 2], name="reverse"),
+    ],
+    "actnorm": _on({"type": "actnorm"}, [3], [1, 4, 4], [2, 4, 6], [3, 8, 8]),
+    "scale": _on({"type": "scale"}, [3], [1, 2, 2]),
+    "batchnorm": _on({"type": "batchnorm"}, [3], [2, 2, 3], [1, 4, 4], [2, 4, 6]),
+    "invconv": [
+        *_on({"type": "invconv"}, [3], name="lu"),
+        *_on({"type": "invconv", "lu": True}, [1, 4, 4], [2, 4, 6], [3, 8, 8], name="lu"),
+        *_on({"type": "invconv", "lu": False}, [3, 2, 2], [2, 4, 6], [3, 8, 8], name="plain"),
+    ],
+    "squeeze": _on({"type": "squeeze"}, [2, 4, 2], [1, 4, 4], [2, 4, 6], [3, 8, 8]),
+    "split": [
+        *_on({"type": "split", "prior": "learned"}, [4, 2, 2], [2, 4, 6], name="learned"),
+        *_on({"type": "split", "prior": "standard"}, [4], [2, 4, 6], name="standard"),
+    ],
+    "dequantize": [
+        *_on({"type": "dequantize", "levels": 8}, [3]),
+        *_on({"type": "dequantize", "levels": 17}, [1, 4, 4], [2, 4, 6]),
+    ],
+    "logit": [
+        *_on({"type": "logit", "alpha": 0.05}, [3], [1, 4, 4], [2, 4, 6]),
+        *_on({"type": "logit", "alpha": 0.0}, [3, 8, 8], name="alpha0"),
+    ],
+}
+
+
+def op_example_params(rank: int | None = None) -> list[Any]:
+    """``pytest.param(kind, shape, layers)`` for every example (of one input rank if given)."""
+    return [
+        pytest.param(kind, shape, layers, id=f"{kind}-{variant}")
+        for kind, variants in OP_EXAMPLES.items()
+        for variant, shape, layers in variants
+        if rank is None or len(shape) == rank
+    ]

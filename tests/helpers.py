@@ -1,0 +1,38 @@
+"""Helpers shared by the tests (imported as ``tests.helpers``; conftest.py holds fixtures only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import flowspec
+from flowspec.nn.flow import Flow
+from flowspec.nn.oracles import example_inputs, perturb_parameters
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
+# Paper-scale specs: validated and compiled, but too large for per-example float64 Jacobians.
+LARGE_SPECS = {"realnvp_cifar10", "glow_cifar10"}
+
+
+def example_spec(shape: list[int], layers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A spec dict of ``layers`` on inputs of ``shape``."""
+    return {"flowspec": 1, "name": "example", "input": {"shape": shape}, "layers": layers, **extra}
+
+
+def prepared_flow(
+    shape: list[int], layers: list[dict[str, Any]], scale: float = 0.3, seed: int = 2
+) -> Flow:
+    """A float64 flow of ``layers`` whose data-dependent init has run on a batch of domain
+    inputs and whose weights are then perturbed, so that no layer is an identity."""
+    flow = flowspec.compile(example_spec(shape, layers)).double()
+    with torch.no_grad():
+        flow.train()
+        x = example_inputs(flow, 64, torch.Generator().manual_seed(1))
+        if len(shape) == 3 and flow.steps[0].kind not in ("dequantize", "logit"):
+            loc = torch.arange(shape[0], dtype=torch.float64).reshape(1, -1, 1, 1)
+            x = loc + (1 + loc) * x  # channels of different location and scale
+        flow(x)
+    return perturb_parameters(flow, scale=scale, seed=seed)
