@@ -31,6 +31,7 @@ __all__ = [
     "Problem",
     "Role",
     "Shape",
+    "SpecRow",
     "StrictModel",
     "identity_mix",
     "numel",
@@ -53,6 +54,18 @@ class StrictModel(BaseModel):
 def type_tag(model: type[BaseModel]) -> str:
     """The value of a model's ``type: Literal[...]`` field, its tag in a discriminated union."""
     return str(typing.get_args(model.model_fields["type"].annotation)[0])
+
+
+@dataclass(frozen=True)
+class SpecRow:
+    """A row of a variant table (conditioners, transforms, bases): its spec model, keyed by the
+    model's ``type`` tag."""
+
+    spec: type[StrictModel]
+
+    @property
+    def type(self) -> str:
+        return type_tag(self.spec)
 
 
 @dataclass(frozen=True)

@@ -218,35 +218,31 @@ def _empty_mask_hint(mask: str | tuple[int, ...], shape: Shape) -> str:
     return "a mask needs both 1s (kept) and 0s (transformed)"
 
 
-_CODES = ("mask-rank", "mask-length", "mask-empty", "net-rank", "net-input")
+def _coupling_op(kind: str, spec: type[CouplingFields], summary: str) -> OpDef:
+    return OpDef(
+        kind=kind,
+        spec=spec,
+        infer=infer_coupling,
+        role="coupling",
+        summary=summary,
+        mix=coupling_mix,
+        module="coupling",
+        codes=("mask-rank", "mask-length", "mask-empty", "net-rank", "net-input"),
+    )
 
-COUPLING = OpDef(
-    kind="coupling",
-    spec=CouplingSpec,
-    infer=infer_coupling,
-    role="coupling",
-    summary="coupling with any elementwise transform (additive, affine, ...) of half the elements",
-    mix=coupling_mix,
-    module="coupling",
-    codes=_CODES,
+
+COUPLING = _coupling_op(
+    "coupling",
+    CouplingSpec,
+    "coupling with any elementwise transform (additive, affine, ...) of half the elements",
 )
-ADDITIVE = OpDef(
-    kind="additive_coupling",
-    spec=AdditiveCouplingSpec,
-    infer=infer_coupling,
-    role="coupling",
-    summary="NICE additive coupling: shift half the elements given the other half",
-    mix=coupling_mix,
-    module="coupling",
-    codes=_CODES,
+ADDITIVE = _coupling_op(
+    "additive_coupling",
+    AdditiveCouplingSpec,
+    "NICE additive coupling: shift half the elements given the other half",
 )
-AFFINE = OpDef(
-    kind="affine_coupling",
-    spec=AffineCouplingSpec,
-    infer=infer_coupling,
-    role="coupling",
-    summary="RealNVP affine coupling: scale and shift half the elements given the other half",
-    mix=coupling_mix,
-    module="coupling",
-    codes=_CODES,
+AFFINE = _coupling_op(
+    "affine_coupling",
+    AffineCouplingSpec,
+    "RealNVP affine coupling: scale and shift half the elements given the other half",
 )

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from flowspec.layers.base import PositiveInt, StrictModel, type_tag
+from flowspec.layers.base import PositiveInt, SpecRow, StrictModel
 
 __all__ = ["NETS", "Activation", "GlowConvSpec", "MLPSpec", "NetDef", "NetSpec", "ResNetSpec"]
 
@@ -56,16 +56,11 @@ class ResNetSpec(StrictModel):
 
 
 @dataclass(frozen=True)
-class NetDef:
+class NetDef(SpecRow):
     """One conditioner type: its spec model, the input rank it takes and its receptive field."""
 
-    spec: type[StrictModel]
     rank: int
     radius: Callable[[Any], int | None]
-
-    @property
-    def type(self) -> str:
-        return type_tag(self.spec)
 
 
 NETS: dict[str, NetDef] = {

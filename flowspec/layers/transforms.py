@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from flowspec.layers.base import StrictModel, type_tag
+from flowspec.layers.base import SpecRow, StrictModel
 
 __all__ = ["TRANSFORMS", "AdditiveSpec", "AffineSpec", "LogScale", "TransformDef", "TransformSpec"]
 
@@ -37,15 +37,10 @@ class AffineSpec(StrictModel):
 
 
 @dataclass(frozen=True)
-class TransformDef:
+class TransformDef(SpecRow):
     """One elementwise transform: its spec model and what it does."""
 
-    spec: type[StrictModel]
     summary: str
-
-    @property
-    def type(self) -> str:
-        return type_tag(self.spec)
 
 
 TRANSFORMS: dict[str, TransformDef] = {

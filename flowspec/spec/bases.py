@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from flowspec.layers.base import StrictModel, type_tag
+from flowspec.layers.base import SpecRow, StrictModel
 
 __all__ = ["BASES", "BaseDef", "BaseSpec", "DiagNormalSpec", "MixtureSpec", "NormalSpec"]
 
@@ -41,14 +41,8 @@ class MixtureSpec(StrictModel):
 
 
 @dataclass(frozen=True)
-class BaseDef:
+class BaseDef(SpecRow):
     """One base distribution: its spec model."""
-
-    spec: type[StrictModel]
-
-    @property
-    def type(self) -> str:
-        return type_tag(self.spec)
 
 
 BASES: dict[str, BaseDef] = {
