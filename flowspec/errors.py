@@ -133,7 +133,11 @@ CODES: dict[str, CodeInfo] = {
         SpecError,
         {
             "spec-missing": "the spec file does not exist",
+            "spec-encoding": "the file is not UTF-8 text (UTF-16, Latin-1, binary)",
             "yaml-syntax": "the file is not valid YAML",
+            "duplicate-key": "a key given twice in one mapping (YAML would keep only the last)",
+            "limit-exceeded": "the spec exceeds a resource limit (size, nesting, aliases, ops, "
+            "elements, widths; docs/limits.md says how to raise one)",
             "empty-spec": "the file is empty",
             "missing-version": "no 'flowspec: <version>' key",
             "bad-version": "a format version this flowspec cannot read",
@@ -156,6 +160,8 @@ CODES: dict[str, CodeInfo] = {
             "squeeze-odd": "squeeze of an odd height or width",
             "split-odd": "split of an odd channel or feature count",
             "empty-flow": "a flow with no layers",
+            "preprocess-order": "dequantize or logit twice, out of order (dequantize first, then "
+            "logit) or outside 'preprocess', or another layer inside it",
             "graph-cycle": "(verifier) the graph has a cycle",
             "graph-disconnected": "(verifier) the graph is not connected",
             "graph-latent": "(verifier) a latent node has consumers",
@@ -183,7 +189,12 @@ CODES: dict[str, CodeInfo] = {
             "weights-spec-hash": "the embedded spec does not match its checksum",
             "weights-spec": "the embedded spec is invalid",
             "weights-mismatch": "tensors missing, unexpected or of the wrong shape for the spec",
+            "weights-checksum": "the tensors do not match their checksum (a flipped bit, an edit)",
+            "weights-invalid": "non-finite weights, or a buffer that breaks its invariant (a "
+            "permutation that is not one, singular LU factors, a negative variance)",
             "not-a-checkpoint": "a model file without training state given to --resume",
+            "nonfinite-output": "the model gives NaN or Inf (an NLL in eval, samples in sample); "
+            "the message names the first layer that did",
         },
     ),
     **_table(

@@ -16,8 +16,9 @@ import sys
 import traceback
 
 from flowspec.cli import check, compile, eval, graph, inspect, sample, train, validate
-from flowspec.cli.common import Command, UsageError
+from flowspec.cli.common import Command, UsageError, format_error, limit_assignment
 from flowspec.errors import FlowspecError
+from flowspec.limits import raised
 from flowspec.version import __version__
 
 __all__ = ["COMMANDS", "EXIT_BROKEN_PIPE", "build_parser", "main"]
@@ -43,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per entry of :data:`COMMANDS`."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common.add_argument(
+        "--limit",
+        action="append",
+        type=limit_assignment,
+        default=[],
+        metavar="NAME=N",
+        help="raise a resource limit, e.g. --limit ops=1000000 (repeatable; docs/limits.md)",
+    )
     parser = argparse.ArgumentParser(
         prog="flowspec",
         description="A declarative compiler for normalizing flows: YAML spec -> checked graph "
@@ -80,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.argv = argv
     try:
-        return args.handler(args)
+        with raised(**dict(args.limit)):
+            return args.handler(args)
     except FlowspecError as exc:
         if args.debug:
             traceback.print_exc()
-        print(exc.format(), file=sys.stderr)
+        print(format_error(exc), file=sys.stderr)
         return 1
     except UsageError as exc:
         print(f"flowspec {args.command}: error: {exc}", file=sys.stderr)

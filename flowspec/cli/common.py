@@ -16,8 +16,12 @@ from typing import Any
 __all__ = [
     "Command",
     "UsageError",
+    "add_no_verify",
     "block_of",
     "block_summary",
+    "format_error",
+    "limit_assignment",
+    "nonfinite_error",
     "positive_float",
     "positive_int",
     "read_spec",
@@ -68,6 +72,55 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
+
+
+def add_no_verify(p: argparse.ArgumentParser) -> None:
+    """The ``--no-verify`` flag of the commands that read a model file."""
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the tensors' checksum (faster for large files; the spec is always checked)",
+    )
+
+
+def nonfinite_error(what: str, layer: str | None, flow: Any, direction: str, hint: str) -> Any:
+    """The error for NaN or infinite outputs, naming the first layer that produced them."""
+    from flowspec.errors import Diagnostic, WeightsError
+
+    kinds = {step.name: step.kind for step in flow.steps}
+    where = (
+        f"the first non-finite output is at layer '{layer}' ({kinds[layer]}) in the "
+        f"{direction} pass"
+        if layer is not None
+        else "every layer's output is finite, so the base distribution's log-density overflowed"
+    )
+    return WeightsError(Diagnostic("nonfinite-output", f"{what}; {where}", hint=hint))
+
+
+def limit_assignment(text: str) -> tuple[str, int]:
+    """argparse type of ``--limit NAME=VALUE``: a limit of :mod:`flowspec.limits`."""
+    from flowspec.limits import parse_assignment
+
+    try:
+        return parse_assignment(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def format_error(exc: Any) -> str:
+    """A :class:`~flowspec.errors.FlowspecError` as printed: its first diagnostics (the
+    ``diagnostics`` limit), then how many more there are."""
+    from flowspec.limits import limit
+
+    shown = limit("diagnostics")
+    diagnostics = exc.diagnostics
+    text = "\n".join(d.format() for d in diagnostics[:shown])
+    if len(diagnostics) > shown:
+        text += (
+            f"\n... and {len(diagnostics) - shown:,} more diagnostics (the first {shown} are "
+            f"shown; --limit diagnostics=N shows more)"
+        )
+    return text
 
 
 def write_text(text: str, path: str | None) -> None:

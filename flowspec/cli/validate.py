@@ -6,7 +6,7 @@ import argparse
 import sys
 import traceback
 
-from flowspec.cli.common import Command, spec_graph
+from flowspec.cli.common import Command, format_error, spec_graph
 from flowspec.errors import FlowspecError
 
 __all__ = ["COMMAND"]
@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
         except FlowspecError as exc:
             if args.debug:
                 traceback.print_exception(exc)
-            print(exc.format(), file=sys.stderr)
+            print(format_error(exc), file=sys.stderr)
             failed += 1
             continue
         for warning in graph.warnings:

@@ -1,7 +1,8 @@
 """The op record: everything flowspec knows about one layer kind, in one place.
 
 An :class:`OpDef` holds a kind's spec model, its shape rule (``infer``: pure Python, no torch),
-how it moves dependencies between elements (``mix``, for the mixing analysis) and the name of the
+how it moves dependencies between elements (``mix``, for the mixing analysis: numpy rows of bits,
+see :mod:`flowspec.layers.bits`) and the name of the
 module that builds it: ``flowspec/layers/<module>.py`` holds the record and
 ``flowspec/nn/<module>.py`` the torch side, whose ``build(spec, in_shape, params)`` is imported
 only when a flow is compiled. Shapes are per example, without the batch dimension: ``(D,)`` for
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from math import prod
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "PositiveInt",
     "Problem",
     "Role",
+    "Seed",
     "Shape",
     "SpecRow",
     "StrictModel",
@@ -41,14 +44,20 @@ __all__ = [
 
 Shape = tuple[int, ...]
 PositiveInt = Annotated[int, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0, lt=2**63)]  # what torch and numpy generators accept
 Role = Literal["coupling", "elementwise", "mixing", "split", "preprocess"]
-Deps = list[int]  # per element: a bitset of the input elements it depends on
+# Per element, C order: a row of uint64 words whose bits mark the (tracked) input elements it
+# depends on, shape (elements, words); see flowspec.layers.bits.
+Deps = np.ndarray
 
 
 class StrictModel(BaseModel):
-    """Immutable model that rejects unknown keys (a typo is an error, never silently dropped)."""
+    """Immutable model that rejects unknown keys (a typo is an error, never silently dropped)
+    and never coerces a value's type: ``true`` or ``"5"`` is not a number, ``1.0`` is not an
+    integer (an integer is a fine float), and floats are finite. Lists in raw data must be
+    tuples by the time they are validated (``flowspec.spec.parse`` converts them)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 def type_tag(model: type[BaseModel]) -> str:
@@ -99,7 +108,7 @@ class Inferred:
 
 def identity_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
     """Mixing rule of an elementwise op: every output element depends on its own input."""
-    return (list(deps),)
+    return (deps,)
 
 
 def numel(shape: Shape) -> int:
@@ -118,7 +127,9 @@ class OpDef:
 
     ``module`` names the pair of files ``flowspec/layers/<module>.py`` (this record) and
     ``flowspec/nn/<module>.py`` (its ``build(spec, in_shape, params)``); it defaults to ``kind``.
-    ``codes`` lists the diagnostic codes its shape rule can report.
+    ``codes`` lists the diagnostic codes its shape rule can report. A ``preprocess`` op
+    belongs in the spec's ``preprocess`` list, at most once, in increasing ``order``
+    (``dequantize`` 0, then ``logit`` 1).
     """
 
     kind: str
@@ -130,6 +141,7 @@ class OpDef:
     ranks: tuple[int, ...] = (1, 3)
     module: str = ""
     codes: tuple[str, ...] = ()
+    order: int = 0
 
     @property
     def module_name(self) -> str:

@@ -15,10 +15,9 @@ structure with the transform fixed, kept as the names the papers use.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import reduce
-from operator import or_
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from flowspec.layers.base import (
@@ -31,7 +30,8 @@ from flowspec.layers.base import (
     StrictModel,
     numel,
 )
-from flowspec.layers.masks import MASKS, MaskName, is_channel_mask, resolve_mask
+from flowspec.layers.bits import or_reduce, window_or
+from flowspec.layers.masks import MASKS, Mask, MaskName, is_channel_mask, resolve_mask
 from flowspec.layers.nets import NETS, MLPSpec, NetSpec
 from flowspec.layers.transforms import (
     AdditiveSpec,
@@ -50,14 +50,13 @@ __all__ = [
     "CouplingSpec",
     "coupling_mix",
     "infer_coupling",
-    "window_or",
 ]
 
 
 class CouplingFields(StrictModel):
     """Keys common to every coupling kind."""
 
-    mask: MaskName | tuple[Literal[0, 1], ...] = "alternating"
+    mask: MaskName | tuple[Annotated[int, Field(ge=0, le=1)], ...] = "alternating"
     net: NetSpec = Field(default_factory=MLPSpec)
     net_input: Literal["half", "masked"] = "half"
 
@@ -128,8 +127,8 @@ def infer_coupling(spec: CouplingFields, ctx: InferContext) -> Inferred:
                 ("mask",),
             )
         )
-    elif all(mask) or not any(mask):
-        side = "transforms nothing" if all(mask) else "conditions on nothing"
+    elif mask.bits.all() or not mask.bits.any():
+        side = "transforms nothing" if mask.bits.all() else "conditions on nothing"
         problems.append(
             Problem(
                 "mask-empty",
@@ -167,41 +166,29 @@ def infer_coupling(spec: CouplingFields, ctx: InferContext) -> Inferred:
     return Inferred((shape,), {"mask": mask, "radius": radius}, tuple(problems))
 
 
-def window_or(values: list[int], height: int, width: int, radius: int | None) -> list[int]:
-    """For each position of an ``height x width`` grid (C order), the OR of ``values`` over the
-    positions within Chebyshev distance ``radius`` (clipped at the borders, as zero padding is;
-    ``None`` = every position). Separable: a row pass, then a column pass."""
-    if radius is None or radius >= max(height, width) - 1:
-        return [reduce(or_, values, 0)] * (height * width)
-    rows = [
-        reduce(or_, row[max(0, j - radius) : j + radius + 1], 0)
-        for row in (values[i * width : (i + 1) * width] for i in range(height))
-        for j in range(width)
-    ]
-    return [
-        reduce(or_, rows[max(0, i - radius) * width + j : (i + radius + 1) * width : width], 0)
-        for i in range(height)
-        for j in range(width)
-    ]
-
-
 def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
     """Transformed elements depend on themselves and on the kept elements their conditioner
     sees: all of them for vectors, those within its receptive field (any channel) for images."""
     mask = params["mask"]
     if len(mask) != len(deps):
-        return (list(deps),)
+        return (deps,)
+    kept = mask.bits if isinstance(mask, Mask) else np.asarray(mask, dtype=bool)
     if len(in_shape) != 3:
-        cond = reduce(or_, (dep for bit, dep in zip(mask, deps) if bit), 0)
-        return ([dep if bit else dep | cond for bit, dep in zip(mask, deps)],)
-    _, height, width = in_shape
-    per = height * width
-    pixels = [0] * per
-    for k, (bit, dep) in enumerate(zip(mask, deps)):
-        if bit:
-            pixels[k % per] |= dep
-    seen = window_or(pixels, height, width, params.get("radius"))
-    return ([dep if bit else dep | seen[k % per] for k, (bit, dep) in enumerate(zip(mask, deps))],)
+        out = deps.copy()
+        out[~kept] |= or_reduce(deps[kept])
+        return (out,)
+    channels, height, width = in_shape
+    rows = deps.reshape(channels, height * width, -1)
+    planes = kept.reshape(channels, height * width)
+    if is_channel_mask(mask, in_shape):  # whole channels kept: gather them, no masking
+        keep = planes[:, 0]
+        seen = window_or(or_reduce(rows[keep]), height, width, params.get("radius"))
+        out = rows.copy()
+        out[~keep] |= seen
+        return (out.reshape(deps.shape),)
+    ones = np.where(planes, ~np.uint64(0), np.uint64(0))[..., None]  # all bits where kept
+    seen = window_or(or_reduce(rows & ones), height, width, params.get("radius"))
+    return ((rows | (seen & ~ones)).reshape(deps.shape),)
 
 
 def _describe(mask: str | tuple[int, ...]) -> str:

@@ -11,7 +11,9 @@ import random
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Shape, StrictModel
+import numpy as np
+
+from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Seed, Shape, StrictModel
 
 __all__ = ["OP", "PermuteSpec", "permutation_mix"]
 
@@ -19,7 +21,7 @@ __all__ = ["OP", "PermuteSpec", "permutation_mix"]
 class PermuteSpec(StrictModel):
     type: Literal["permute"]
     order: Literal["reverse", "random"] = "reverse"
-    seed: int | None = None
+    seed: Seed | None = None
 
 
 def _infer(spec: PermuteSpec, ctx: InferContext) -> Inferred:
@@ -33,9 +35,8 @@ def _infer(spec: PermuteSpec, ctx: InferContext) -> Inferred:
 
 def permutation_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
     """Output slice i (feature or channel i) is input slice ``perm[i]``."""
-    perm = params["perm"]
-    per = len(deps) // in_shape[0]
-    return ([deps[perm[i // per] * per + i % per] for i in range(len(deps))],)
+    perm = np.asarray(params["perm"], dtype=np.int64)
+    return (deps.reshape(in_shape[0], -1, deps.shape[1])[perm].reshape(deps.shape),)
 
 
 OP = OpDef(

@@ -6,17 +6,19 @@ layer (``type: ...``) or a ``repeat: K`` block whose ``body`` is repeated K time
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, PrivateAttr, Tag
+from pydantic import Discriminator, Field, PrivateAttr, Tag, field_validator
 
 from flowspec.layers import ALL_OPS
-from flowspec.layers.base import PositiveInt, StrictModel
+from flowspec.layers.base import PositiveInt, Seed, StrictModel
 from flowspec.spec.bases import BaseSpec, NormalSpec
 from flowspec.spec.training import DataSpec, TrainSpec
 
 __all__ = [
     "FORMAT_VERSION",
+    "NAME_PATTERN",
     "FlowSpec",
     "InputSpec",
     "LayerItem",
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+NAME_PATTERN = re.compile(r"\w[\w.+-]{0,99}")
 
 OpSpec = Union[tuple(Annotated[op.spec, Tag(op.kind)] for op in ALL_OPS)]  # type: ignore[valid-type]
 
@@ -80,7 +83,7 @@ class FlowSpec(StrictModel):
     flowspec: Literal[1] = FORMAT_VERSION
     name: str = "flow"
     description: str = ""
-    seed: int = 0
+    seed: Seed = 0
     input: InputSpec
     base: BaseSpec = Field(default_factory=NormalSpec)
     preprocess: tuple[LayerItem, ...] = ()
@@ -90,6 +93,18 @@ class FlowSpec(StrictModel):
     train: TrainSpec | None = None
 
     _source: Any = PrivateAttr(default=None)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_file_name(cls, name: str) -> str:
+        """The name becomes a directory name (``runs/<name>``), so it cannot be a path."""
+        if not NAME_PATTERN.fullmatch(name) or set(name) == {"."}:
+            raise ValueError(
+                f"the name {name!r} is not a plain file name: it names the run directory "
+                "runs/<name>, so use 1 to 100 letters, digits, '_', '.', '+' or '-', starting "
+                "with a letter, digit or '_' (no '/', no '..')"
+            )
+        return name
 
     @property
     def source(self) -> Any:

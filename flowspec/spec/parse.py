@@ -3,7 +3,10 @@
 Pydantic reports each problem with a ``loc`` path that also contains union tags
 (``layers.2.affine_coupling.net.mlp.hiden``). The path is cleaned by walking the model types
 alongside it, then mapped to the file's line and column by the longest prefix the file spells
-out. Unknown keys, unknown layer types and bad literal values get a "did you mean" hint.
+out. Unknown keys, unknown layer types and bad literal values get a "did you mean" hint; a value
+of the wrong type (the models never coerce: ``yes`` or ``"5"`` is not a number) says what YAML
+1.1 would have read where that explains it. A spec that validates is then held to the resource
+limits (:mod:`flowspec.spec.budget`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from flowspec.errors import Diagnostic, SpecError
+from flowspec.spec.budget import check_budget
 from flowspec.spec.models import FlowSpec
-from flowspec.spec.source import PathKey, Source
+from flowspec.spec.source import PathKey, Source, too_deep, yaml11_reading
 from flowspec.spec.upgrade import upgrade_spec
 
 __all__ = ["parse_spec"]
@@ -50,11 +54,65 @@ def parse_spec(source: Source) -> FlowSpec:
     if problems:
         raise SpecError([_locate(d, source) for d in problems])
     try:
-        spec = FlowSpec.model_validate(data)
+        spec = FlowSpec.model_validate(_frozen(data, {}))
     except ValidationError as exc:
         raise SpecError(_dedupe([_diagnostic(err, source) for err in exc.errors()])) from None
+    except RecursionError:  # only when the nesting limit was raised past what Python can hold
+        raise SpecError(too_deep(source.filename)) from None
     spec._source = source
+    problems = check_budget(spec)
+    if problems:
+        raise SpecError(problems)
     return spec
+
+
+def _frozen(data: Any, memo: dict[int, Any]) -> Any:
+    """``data`` with every list turned into a tuple (the strict models take tuples); shared
+    objects (YAML aliases) stay shared. Depth is bounded by the ``nesting`` limit."""
+    if id(data) in memo:
+        return memo[id(data)]
+    if isinstance(data, dict):
+        out: Any = {k: _frozen(v, memo) for k, v in data.items()}
+    elif isinstance(data, list | tuple):
+        out = tuple(_frozen(v, memo) for v in data)
+    else:
+        return data
+    memo[id(data)] = out
+    return out
+
+
+# pydantic's strict type errors -> what the spec needed there
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "tuple_type": "a list",
+    "finite_number": "a finite number",
+}
+
+
+def _wrong_type(kind: str, value: Any) -> tuple[str, str | None]:
+    """Message and hint for a value of the wrong type (the models never coerce)."""
+    expected = _EXPECTED[kind]
+    shown = f"the string {value!r}" if isinstance(value, str) else repr(value)
+    message = f"expected {expected}, got {shown}"
+    hint = None
+    reading = yaml11_reading(value)
+    if reading == "quoted":
+        hint = f"{value!r} is quoted, so it is a string: remove the quotes"
+    elif reading is not None:
+        hint = (
+            f"YAML 1.1 would read {value!r} as {reading}; flowspec follows YAML 1.2 and does not "
+            "guess: write the value itself (decimal without leading zeros, true/false)"
+        )
+    elif isinstance(value, bool):
+        hint = "a boolean is not a number: write the number"
+    elif isinstance(value, float) and kind == "int_type" and value.is_integer():
+        hint = f"write {int(value)} (an integer, without '.' or exponent)"
+    elif kind == "finite_number":
+        hint = "infinite and NaN values are not allowed here"
+    return message, hint
 
 
 def _locate(diag: Diagnostic, source: Source) -> Diagnostic:
@@ -66,7 +124,7 @@ def _diagnostic(err: Any, source: Source) -> Diagnostic:
     path, parent = _clean_loc(err["loc"])
     kind = err["type"]
     code = _CODES.get(kind, "bad-value")
-    message, hint = err["msg"], None
+    message, hint = err["msg"].removeprefix("Value error, "), None
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(path[-1])
@@ -86,6 +144,8 @@ def _diagnostic(err: Any, source: Source) -> Diagnostic:
         hint = "each layer needs 'type: <kind>' (or 'repeat: K' with a 'body' list)"
     elif kind == "missing":
         message = f"missing required key '{path[-1]}'"
+    elif kind in _EXPECTED:
+        message, hint = _wrong_type(kind, _value_at(source.data, path))
     elif kind == "literal_error":
         options = [o.strip(" '") for o in ctx.get("expected", "").replace(" or ", ",").split(",")]
         value = _value_at(source.data, path)

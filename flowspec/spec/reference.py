@@ -36,6 +36,13 @@ BEGIN = "<!-- BEGIN GENERATED REFERENCE (python -m flowspec.spec.reference) -->"
 END = "<!-- END GENERATED REFERENCE -->"
 
 
+def _number(value: Any) -> str:
+    """A bound as written in the tables: large powers of two as ``2^63``."""
+    if isinstance(value, int) and value >= 2**20 and value & (value - 1) == 0:
+        return f"2^{value.bit_length() - 1}"
+    return str(value)
+
+
 def _plain_type(tp: Any) -> str:
     """A short human name for a type annotation (``int > 0``, ``list of layers``, ...)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -45,7 +52,7 @@ def _plain_type(tp: Any) -> str:
             for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
                 value = getattr(meta, attr, None)
                 if value is not None:
-                    bounds.append(f"{sym} {value}")
+                    bounds.append(f"{sym} {_number(value)}")
             if type(meta).__name__ == "Discriminator":
                 return "layer"
         return f"{inner} {' '.join(bounds)}".strip()
@@ -71,7 +78,7 @@ def _type_name(field: Any) -> str:
         for attr, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             value = getattr(meta, attr, None)
             if value is not None:
-                text += f" {sym} {value}"
+                text += f" {sym} {_number(value)}"
     return "`" + text.replace("|", "\\|") + "`"
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from flowspec.layers.base import PositiveInt, StrictModel
+from flowspec.layers.base import PositiveInt, Seed, StrictModel
 
 __all__ = ["DataSpec", "TrainSpec"]
 
@@ -27,7 +27,7 @@ class DataSpec(StrictModel):
     """
 
     name: str = "moons"
-    seed: int = 0
+    seed: Seed = 0
 
 
 class TrainSpec(StrictModel):
@@ -51,5 +51,16 @@ class TrainSpec(StrictModel):
     clip_grad_norm: PositiveFloat | None = 10.0
     patience: PositiveInt | None = None
     val_every: PositiveInt | None = None
-    seed: int = 0
+    seed: Seed = 0
     threads: PositiveInt | None = None
+
+    @field_validator("min_lr")
+    @classmethod
+    def _min_lr_at_most_lr(cls, min_lr: float, info: ValidationInfo) -> float:
+        lr = info.data.get("lr")
+        if lr is not None and min_lr > lr:
+            raise ValueError(
+                f"min_lr {min_lr:g} is above lr {lr:g}: the cosine schedule decays from lr "
+                "down to min_lr"
+            )
+        return min_lr

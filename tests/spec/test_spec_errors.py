@@ -22,8 +22,9 @@ def _expectation(path: Path) -> tuple[str, str, int]:
 
 
 def test_every_spec_and_graph_code_has_a_fixture() -> None:
-    """(The verifier's graph-* codes are tested on hand-broken graphs in tests/graph.)"""
-    covered = {_expectation(p)[0] for p in FIXTURES} | {"spec-missing"}
+    """(The verifier's graph-* codes are tested on hand-broken graphs in tests/graph; a missing
+    file and a file that is not UTF-8 text in their own tests.)"""
+    covered = {_expectation(p)[0] for p in FIXTURES} | {"spec-missing", "spec-encoding"}
     assert covered == set(codes_of(SpecError)) | (set(codes_of(GraphError)) - VERIFIER)
 
 
