@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
+
 from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Shape, StrictModel
+from flowspec.layers.bits import or_reduce
 
 __all__ = ["OP", "InvConvSpec"]
 
@@ -27,13 +30,8 @@ def _infer(spec: InvConvSpec, ctx: InferContext) -> Inferred:
 
 def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
     """Every channel at a position depends on all channels at that position (O(D) ORs)."""
-    channels = in_shape[0]
-    per = len(deps) // channels
-    merged = list(deps[:per])
-    for c in range(1, channels):
-        block = deps[c * per : (c + 1) * per]
-        merged = [a | b for a, b in zip(merged, block)]
-    return (merged * channels,)
+    merged = or_reduce(deps.reshape(in_shape[0], -1, deps.shape[1]), axis=0)
+    return (np.broadcast_to(merged, (in_shape[0], *merged.shape)).reshape(deps.shape),)
 
 
 OP = OpDef(

@@ -10,12 +10,10 @@ same model as a conditional Gaussian prior on h.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import reduce
-from operator import or_
 from typing import Any, Literal
 
 from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Problem, Shape, StrictModel
-from flowspec.layers.coupling import window_or
+from flowspec.layers.bits import or_reduce, window_or
 
 __all__ = ["OP", "PRIOR_RADIUS", "SplitSpec"]
 
@@ -51,17 +49,15 @@ def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, 
     """The factored half gains, with a learned prior, the kept elements its 3x3 conv sees
     (images) or all kept elements (vectors, a linear map)."""
     n = len(deps) // 2
-    kept, out = list(deps[:n]), list(deps[n:])
+    kept, out = deps[:n], deps[n:]
     if params.get("prior") != "learned":
         return kept, out
     if len(in_shape) != 3:
-        cond = reduce(or_, kept, 0)
-        return kept, [dep | cond for dep in out]
-    _, height, width = in_shape
-    per = height * width
-    pixels = [reduce(or_, kept[p::per], 0) for p in range(per)]
+        return kept, out | or_reduce(kept)
+    half, height, width = in_shape[0] // 2, in_shape[1], in_shape[2]
+    pixels = or_reduce(kept.reshape(half, height * width, -1), axis=0)
     seen = window_or(pixels, height, width, PRIOR_RADIUS)
-    return kept, [dep | seen[k % per] for k, dep in enumerate(out)]
+    return kept, (out.reshape(half, height * width, -1) | seen).reshape(out.shape)
 
 
 def _infer_with_prior(spec: SplitSpec, ctx: InferContext) -> Inferred:

@@ -48,7 +48,10 @@ def squeeze_source(out_index: int, in_shape: Shape) -> int:
 
 
 def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
-    return ([deps[squeeze_source(k, in_shape)] for k in range(len(deps))],)
+    """The rows moved as the elements are (see :func:`squeeze_source`)."""
+    c, h, w = in_shape
+    blocks = deps.reshape(c, h // 2, 2, w // 2, 2, deps.shape[1])
+    return (blocks.transpose(0, 2, 4, 1, 3, 5).reshape(deps.shape),)
 
 
 OP = OpDef(

@@ -29,7 +29,7 @@ def test_layer_kind_has_both_files_and_a_builder(op: object) -> None:
 
 def test_every_layers_file_is_a_kind_or_a_table() -> None:
     """layers/*.py holds records of kinds, plus the shared base, masks and tables."""
-    shared = {"__init__", "base", "masks", "nets", "transforms"}
+    shared = {"__init__", "base", "bits", "masks", "nets", "transforms"}
     files = {p.stem for p in (ROOT / "flowspec" / "layers").glob("*.py")}
     assert files - shared == {op.module_name for op in ALL_OPS}
     assert len(OPS) == len(ALL_OPS)  # kinds are unique
