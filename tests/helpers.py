@@ -18,8 +18,20 @@ LARGE_SPECS = {"realnvp_cifar10", "glow_cifar10"}
 
 
 def example_spec(shape: list[int], layers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """A spec dict of ``layers`` on inputs of ``shape``."""
-    return {"flowspec": 1, "name": "example", "input": {"shape": shape}, "layers": layers, **extra}
+    """A spec dict of ``layers`` on inputs of ``shape``; leading preprocessing layers
+    (``dequantize``, ``logit``) go to ``preprocess``, where the spec's grammar wants them."""
+    first = 0
+    while first < len(layers) and layers[first].get("type") in ("dequantize", "logit"):
+        first += 1
+    sections = {"preprocess": layers[:first]} if first else {}
+    return {
+        "flowspec": 1,
+        "name": "example",
+        "input": {"shape": shape},
+        **sections,
+        "layers": layers[first:],
+        **extra,
+    }
 
 
 def prepared_flow(

@@ -13,13 +13,14 @@ from typing import Any
 
 import networkx as nx
 
-from flowspec.errors import Diagnostic, GraphError, Location
+from flowspec.errors import Diagnostic, GraphError, Location, SpecError
 from flowspec.graph.ir import FINAL_LATENT, INPUT, FlowGraph, OpNode, latent_name
 from flowspec.graph.mixing import analyse_mixing
 from flowspec.layers import OPS
 from flowspec.layers.base import InferContext
 from flowspec.layers.split import SplitSpec
 from flowspec.layers.squeeze import SqueezeSpec
+from flowspec.spec.budget import check_budget
 from flowspec.spec.models import FlowSpec, LevelSpec, RepeatSpec, SplitOptions
 from flowspec.spec.source import PathKey
 
@@ -33,9 +34,11 @@ class _Builder:
         self.spec = spec
         self.graph = nx.MultiDiGraph()
         self.errors: list[Diagnostic] = []
+        self.seen: set[Diagnostic] = set()
         self.shape = tuple(spec.input.shape)
         self.cursor: tuple[str, int] = (INPUT, 0)
         self.latents: list[str] = []
+        self.preprocessed: list[str] = []  # kinds of the preprocessing ops so far
         self.graph.add_node(INPUT, kind="input", shape=self.shape)
 
     def locate(self, path: PathKey) -> Location | None:
@@ -43,9 +46,49 @@ class _Builder:
         return source.locate(path) if source is not None else None
 
     def error(self, code: str, message: str, path: PathKey, hint: str | None = None) -> None:
-        self.errors.append(
-            Diagnostic(code, message, ".".join(map(str, path)), self.locate(path), hint)
-        )
+        diagnostic = Diagnostic(code, message, ".".join(map(str, path)), self.locate(path), hint)
+        if diagnostic not in self.seen:  # the same problem in every repetition: report it once
+            self.seen.add(diagnostic)
+            self.errors.append(diagnostic)
+
+    def preprocessing(self, kind: str, yaml_path: PathKey) -> None:
+        """Hold preprocessing to its grammar: ``dequantize`` at most once and first, ``logit``
+        at most once and after it (or alone), both only directly in ``preprocess``."""
+        opdef, at = OPS[kind], (*yaml_path, "type")
+        listed = ", ".join(k for k, o in OPS.items() if o.role == "preprocess")
+        if yaml_path[0] != "preprocess" or len(yaml_path) != 2:
+            if opdef.role == "preprocess":
+                where = (
+                    "inside a repeat block"
+                    if yaml_path[0] == "preprocess"
+                    else (f"in '{yaml_path[0]}'")
+                )
+                self.error(
+                    "preprocess-order",
+                    f"'{kind}' is preprocessing and cannot be {where}",
+                    at,
+                    "list it once in the spec's 'preprocess:' section",
+                )
+            return
+        if opdef.role != "preprocess":
+            self.error(
+                "preprocess-order",
+                f"'{kind}' is not preprocessing; 'preprocess:' holds only {listed}",
+                at,
+                f"move '{kind}' to 'layers:' (or 'levels:')",
+            )
+            return
+        later = [k for k in self.preprocessed if OPS[k].order >= opdef.order]
+        if later:
+            again = kind in later
+            self.error(
+                "preprocess-order",
+                f"'{kind}' {'appears twice' if again else 'comes after ' + repr(later[0])} in "
+                "preprocess: the inverse would not undo it",
+                at,
+                "preprocess is 'dequantize' (integer data), then 'logit', each at most once",
+            )
+        self.preprocessed.append(kind)
 
     def items(self, items: Any, yaml_path: PathKey, name: str, repeat_index: int) -> None:
         for i, item in enumerate(items):
@@ -66,6 +109,7 @@ class _Builder:
 
     def op(self, spec: Any, yaml_path: PathKey, name: str, repeat_index: int) -> None:
         opdef = OPS[spec.type]
+        self.preprocessing(spec.type, yaml_path)
         if len(self.shape) not in opdef.ranks:
             ranks = " or ".join(f"rank {r}" for r in opdef.ranks)
             self.error(
@@ -117,6 +161,8 @@ def build_graph(spec: FlowSpec) -> FlowGraph:
         The checked graph, with its mixing report and warnings.
 
     Raises:
+        SpecError: the spec exceeds a resource limit (``limit-exceeded``; a spec read by
+            :func:`flowspec.load_spec` was already checked).
         GraphError: the spec describes an ill-formed flow (all problems at once).
 
     Example:
@@ -125,6 +171,9 @@ def build_graph(spec: FlowSpec) -> FlowGraph:
         >>> graph.input_shape, graph.latents
         ((2,), ('z',))
     """
+    over = check_budget(spec)
+    if over:
+        raise SpecError(over)
     builder = _Builder(spec)
     shape = tuple(spec.input.shape)
     if len(shape) not in (1, 3):

@@ -3,7 +3,8 @@
 Integers 0..levels-1 map to y = (x + u) / levels with u ~ U[0, 1)^D added in every forward pass
 (the uniform dequantisation of RealNVP and Glow); the log-determinant is -D log(levels), so
 ``log_prob`` is the density of x + u at the data's own scale and ``bits_per_dim`` matches the
-papers. The inverse floors back to integers.
+papers. The inverse floors back to integers. It belongs in ``preprocess``, once and first: a
+second dequantisation (or one after ``logit``) would not be undone by the inverse.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``logit``: RealNVP's map of [0, 1] to the real line, exact log-determinant.
 
 p = alpha + (1 - 2 alpha) y, z = log p - log(1 - p) (RealNVP, alpha = 0.05); log-determinant
-sum(log(1 - 2 alpha) - log p - log(1 - p)).
+sum(log(1 - 2 alpha) - log p - log(1 - p)). It belongs in ``preprocess``, after ``dequantize``
+(or alone, on data that lies in [0, 1]).
 """
 
 from __future__ import annotations
@@ -26,4 +27,5 @@ OP = OpDef(
     infer=same_shape,
     role="preprocess",
     summary="logit transform with RealNVP's alpha, [0, 1] -> R",
+    order=1,
 )

@@ -31,7 +31,7 @@ def test_1d_flow_density_integrates_to_one() -> None:
     )
     flow = perturb_parameters(flowspec.compile(spec).double(), scale=0.5, seed=0)
     with torch.no_grad():  # overall slope > 1 in logit space: the density vanishes at 0 and 1
-        flow.layers["2"].log_scale.fill_(1.0)
+        flow.layers["1"].log_scale.fill_(1.0)
     flow.eval()
     x = torch.linspace(0, 1, 200_001, dtype=torch.float64)[1:-1, None]
     with torch.no_grad():

@@ -21,11 +21,11 @@ from torch import Tensor, nn
 import flowspec
 from flowspec.nn.flow import Flow, Step
 from flowspec.nn.oracles import deterministic, jacobian_logdet, perturb_parameters
-from tests.helpers import ROOT
+from tests.helpers import ROOT, example_spec
 
 
 def single_op(op: dict[str, Any], shape: tuple[int, ...]) -> Flow:
-    return flowspec.compile({"flowspec": 1, "input": {"shape": list(shape)}, "layers": [op]})
+    return flowspec.compile(example_spec(list(shape), [op]))
 
 
 def inputs(flow: Flow, n: int, seed: int = 0) -> Tensor:
