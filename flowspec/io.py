@@ -1,10 +1,19 @@
 """Weights files: safetensors with the resolved spec in the metadata. No pickle anywhere.
 
 Metadata keys: ``format`` (``flowspec-weights``), ``format_version``, ``flowspec_version``,
-``spec`` (the resolved spec, all defaults filled, as JSON) and ``spec_sha256``. One file rebuilds
-the model: :func:`load` needs nothing else, reads the file once, and returns the model in the
-dtype it was saved in. Files are written atomically (temp file + rename), so an interrupted save
-never leaves a half-written file under the target name.
+``spec`` (the resolved spec, all defaults filled, as JSON), ``spec_sha256``,
+``tensors_sha256`` (every tensor's name, dtype, shape and bytes, in name order) and ``buffers``
+(the names of the model's tensors that are buffers, not parameters, as JSON). One file
+rebuilds the model: :func:`load` needs nothing else, reads the file once, and returns the model
+in eval mode in the dtype it was saved in. Files are written atomically (temp file + rename), so
+an interrupted save never leaves a half-written file under the target name.
+
+A file is checked before it is trusted: both checksums (``verify=False`` skips the tensors'
+one; files written by flowspec 0.1 have none and still load), the embedded spec through the same
+limits as a spec file (:mod:`flowspec.limits`) before anything is built, and the loaded state
+through :func:`check_state`: every floating-point tensor finite, and the buffers that must
+satisfy an invariant (a permutation, the LU factors of an invertible matrix, positive running
+variances) satisfying it.
 """
 
 from __future__ import annotations
@@ -16,23 +25,28 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from flowspec.errors import Diagnostic, FlowspecError, WeightsError
+from flowspec.limits import limit, raise_hint
 from flowspec.nn.flow import Flow
 from flowspec.version import __version__
 
 __all__ = [
     "EXTRA_PREFIX",
     "WeightsFile",
+    "check_state",
     "flow_from_file",
+    "graph_from_file",
     "load",
     "read_weights",
     "save",
     "spec_json",
+    "tensors_digest",
     "write_atomic",
 ]
 
@@ -45,6 +59,16 @@ FORMAT_VERSION = "1"
 def spec_json(flow: Flow) -> str:
     """The flow's resolved spec as canonical JSON."""
     return json.dumps(flow.spec.model_dump(mode="json"), sort_keys=True)
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def save(
@@ -68,17 +92,21 @@ def save(
     """
     path = Path(path)
     text = spec_json(flow)
+    state = flow.state_dict()
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    buffers = sorted(name for name, _ in flow.named_buffers() if name in state)
+    for key, value in (extra_tensors or {}).items():
+        tensors[key] = value.detach().cpu().contiguous().clone()
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "flowspec_version": __version__,
         "spec": text,
         "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "tensors_sha256": tensors_digest(tensors),
+        "buffers": json.dumps(buffers),
         **(extra_metadata or {}),
     }
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in flow.state_dict().items()}
-    for key, value in (extra_tensors or {}).items():
-        tensors[key] = value.detach().cpu().contiguous().clone()
     write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return path
 
@@ -113,16 +141,27 @@ class WeightsFile:
 
     @property
     def spec_data(self) -> dict[str, object]:
-        """The embedded resolved spec, as plain data."""
-        return json.loads(self.metadata["spec"])
+        """The embedded resolved spec, as plain data.
+
+        Raises:
+            WeightsError: ``weights-spec``, when it is not JSON (or nested too deep to read).
+        """
+        try:
+            return json.loads(self.metadata["spec"])
+        except (json.JSONDecodeError, RecursionError) as exc:
+            why = "it is nested too deep" if isinstance(exc, RecursionError) else str(exc)
+            raise WeightsError(
+                _diag("weights-spec", f"the spec embedded in '{self.path}' is not readable: {why}")
+            ) from None
 
 
-def read_weights(path: str | Path) -> WeightsFile:
-    """Read a flowspec weights file and check its format and the embedded spec's checksum.
+def read_weights(path: str | Path, verify: bool = True) -> WeightsFile:
+    """Read a flowspec weights file and check its format, the embedded spec's checksum and size,
+    and (``verify``) the tensors' checksum (absent from files written by flowspec 0.1).
 
     Raises:
-        WeightsError: ``weights-missing``, ``weights-corrupt``, ``weights-format`` or
-            ``weights-spec-hash``.
+        WeightsError: ``weights-missing``, ``weights-corrupt``, ``weights-format``,
+            ``weights-spec-hash``, ``weights-spec`` (too large) or ``weights-checksum``.
     """
     path = Path(path)
     if not path.is_file():
@@ -162,6 +201,26 @@ def read_weights(path: str | Path) -> WeightsFile:
                 "the file was modified or damaged",
             )
         )
+    if len(text) > limit("spec_bytes"):
+        raise WeightsError(
+            _diag(
+                "weights-spec",
+                f"the spec embedded in '{path}' is {len(text):,} characters long (limit "
+                "spec_bytes)",
+                raise_hint("spec_bytes"),
+            )
+        )
+    expected = metadata.get("tensors_sha256")
+    if verify and expected is not None and tensors_digest(tensors) != expected:
+        raise WeightsError(
+            _diag(
+                "weights-checksum",
+                f"the tensors in '{path}' do not match their checksum: a bit flipped on disk, "
+                "or the file was edited",
+                "restore the file from a copy, or re-create it ('flowspec compile', train); "
+                "--no-verify loads it anyway",
+            )
+        )
     return WeightsFile(path, metadata, tensors)
 
 
@@ -174,23 +233,73 @@ def flow_from_file(weights: WeightsFile) -> Flow:
             ``weights-mismatch`` (the tensors do not fit the spec).
     """
     from flowspec.api import compile as compile_spec
-    from flowspec.spec.parse import parse_spec
-    from flowspec.spec.source import source_from_data
 
+    graph = graph_from_file(weights)
     try:
-        spec = parse_spec(source_from_data(weights.spec_data, str(weights.path)))
-        flow = compile_spec(spec)
-    except (FlowspecError, json.JSONDecodeError) as exc:
-        raise WeightsError(
-            _diag("weights-spec", f"the spec embedded in '{weights.path}' is invalid: {exc}")
-        ) from None
+        flow = compile_spec(graph.spec)
+    except FlowspecError as exc:
+        raise _invalid_spec(weights, exc) from None
     state = weights.state
     check_tensors(state, flow, weights.path)
     dtype = next((t.dtype for t in state.values() if t.is_floating_point()), None)
     if dtype is not None:
         flow.to(dtype)
     flow.load_state_dict(state)
-    return flow
+    check_state(flow, weights.path)
+    return flow.eval()
+
+
+def graph_from_file(weights: WeightsFile) -> Any:
+    """The checked graph of a weights file's embedded spec, read through the same limits as a
+    spec file; torch is not needed and nothing is built.
+
+    Raises:
+        WeightsError: ``weights-spec``, with the spec's own diagnostics in the message.
+    """
+    from flowspec.graph import build_graph
+    from flowspec.spec.parse import parse_spec
+    from flowspec.spec.source import source_from_data
+
+    data = weights.spec_data
+    try:
+        return build_graph(parse_spec(source_from_data(data, str(weights.path))))
+    except FlowspecError as exc:
+        raise _invalid_spec(weights, exc) from None
+
+
+def _invalid_spec(weights: WeightsFile, exc: FlowspecError) -> WeightsError:
+    return WeightsError(
+        _diag("weights-spec", f"the spec embedded in '{weights.path}' is invalid: {exc}")
+    )
+
+
+def check_state(flow: Flow, path: str | Path) -> None:
+    """Refuse a loaded state that no flow could have: non-finite floating-point tensors, or
+    buffers that break their layer's invariant (each module's ``check_state``).
+
+    Raises:
+        WeightsError: ``weights-invalid``, listing the first problems found.
+    """
+    problems = [
+        f"{name} holds NaN or infinite values"
+        for name, tensor in flow.state_dict().items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    for step in flow.steps:
+        check = getattr(step.module, "check_state", None)
+        problems += [f"{step.name}.{p}" for p in (check() if check is not None else [])]
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if problems[5:] else ""
+        )
+        raise WeightsError(
+            _diag(
+                "weights-invalid",
+                f"'{path}' holds a state no flow can have: {shown}",
+                "the file was edited or damaged, or training diverged before it was saved; "
+                "re-create it ('flowspec compile', train)",
+            )
+        )
 
 
 def check_tensors(state: dict[str, torch.Tensor], flow: Flow, path: Path) -> None:
@@ -217,10 +326,15 @@ def check_tensors(state: dict[str, torch.Tensor], flow: Flow, path: Path) -> Non
         )
 
 
-def load(path: str | Path) -> Flow:
+def load(path: str | Path, verify: bool = True) -> Flow:
     """Rebuild the flow stored in ``path``: the spec from its metadata, then its weights, in the
-    dtype they were saved in. The file is read once."""
-    return flow_from_file(read_weights(path))
+    dtype they were saved in, in eval mode (as a model is used; ``train()`` it to train). The
+    file is read once and checked (``verify=False`` skips the tensors' checksum).
+
+    Raises:
+        WeightsError: the file is missing, damaged or holds an invalid spec or state.
+    """
+    return flow_from_file(read_weights(path, verify=verify))
 
 
 def _diag(code: str, message: str, hint: str | None = None) -> Diagnostic:

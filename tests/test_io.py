@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 import flowspec
 from flowspec.errors import WeightsError, codes_of
-from flowspec.io import read_weights, write_atomic
+from flowspec.io import read_weights, tensors_digest, write_atomic
 from tests.helpers import example_spec
 
 SPEC = example_spec(
@@ -91,12 +91,15 @@ def test_safetensors_without_spec(tmp_path: Path) -> None:
 
 
 def _rewrite(path: Path, metadata_change=None, tensor_change=None) -> None:
+    """Edit a file; a tensor edit recomputes the tensors' checksum, as a deliberate edit would
+    (a flipped bit does not: tests/test_hostile_files.py)."""
     weights = read_weights(path)
     metadata, tensors = dict(weights.metadata), dict(weights.tensors)
     if metadata_change:
         metadata_change(metadata)
     if tensor_change:
         tensor_change(tensors)
+        metadata["tensors_sha256"] = tensors_digest(tensors)
     save_file(tensors, str(path), metadata=metadata)
 
 

@@ -2,9 +2,9 @@
 
 ``forward(x, context=None) -> (y, logdet)`` maps towards the latent (data -> z) and returns
 ``logdet = log|det dy/dx|`` per example, shape ``(N,)``; ``inverse(y, context=None) -> x`` undoes
-it exactly. ``context`` is the conditioning input of a conditional flow (None otherwise); layers
-that do not use it ignore it. Ops with two outputs (``split``) return a tuple of tensors and take
-one in ``inverse``.
+it exactly; ``check_state()`` lists what is wrong with a loaded state. ``context`` is the
+conditioning input of a conditional flow (None otherwise); layers that do not use it ignore it.
+Ops with two outputs (``split``) return a tuple of tensors and take one in ``inverse``.
 
 Each layer kind's module ``flowspec/nn/<name>.py`` has ``build(spec, in_shape, params)``: the
 op's spec model, its per-example input shape and the params its shape rule resolved (a mask, a
@@ -31,6 +31,12 @@ class Bijection(nn.Module):
         self, y: Tensor, context: Tensor | None = None
     ) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def check_state(self) -> list[str]:
+        """Problems with a loaded state, as ``"<tensor>: <what is wrong>"`` (none by default;
+        layers whose buffers must satisfy an invariant override it). Non-finite values are
+        checked for every layer by :func:`flowspec.io.check_state`."""
+        return []
 
 
 def sum_except_batch(t: Tensor) -> Tensor:

@@ -50,6 +50,11 @@ class BatchNormFlow(Bijection):
         logdet = self.positions * (self.log_gamma.sum() - 0.5 * torch.log(var + self.eps).sum())
         return y, logdet.expand(x.shape[0])
 
+    def check_state(self) -> list[str]:
+        """Running variances must be positive (they are divided by)."""
+        bad = not bool((self.running_var.detach() + self.eps > 0).all())
+        return ["running_var: values <= -eps (a variance is positive)"] if bad else []
+
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         mean, var = self.running_mean.to(y.dtype), self.running_var.to(y.dtype)
         return (y - self.beta) * torch.exp(-self.log_gamma) * torch.sqrt(var + self.eps) + mean

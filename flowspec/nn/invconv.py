@@ -57,6 +57,22 @@ class InvConv(Bijection):
         upper = self.upper * self.lower_mask.T + torch.diag(self.sign * torch.exp(self.log_s))
         return self.p @ lower @ upper
 
+    def check_state(self) -> list[str]:
+        """LU: ``p`` a permutation matrix and ``sign`` all +-1 (with finite ``log_s`` the
+        matrix is invertible); plain: a weight with a finite, non-zero determinant."""
+        if not self.lu:
+            logdet = torch.linalg.slogdet(self.weight.detach().double())[1]
+            return [] if bool(torch.isfinite(logdet)) else ["weight: a singular matrix"]
+        problems = []
+        p = self.p.detach()
+        ones = torch.ones(p.shape[0], dtype=p.dtype)
+        binary = bool(((p == 0) | (p == 1)).all())
+        if not (binary and torch.equal(p.sum(0), ones) and torch.equal(p.sum(1), ones)):
+            problems.append("p: not a permutation matrix")
+        if not bool((self.sign.detach().abs() == 1).all()):
+            problems.append("sign: entries other than +1 and -1 (a singular matrix)")
+        return problems
+
     def log_abs_det(self) -> Tensor:
         return self.log_s.sum() if self.lu else torch.linalg.slogdet(self.weight)[1]
 

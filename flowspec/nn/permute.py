@@ -18,6 +18,7 @@ class Permute(Bijection):
     def __init__(self, perm: tuple[int, ...]) -> None:
         super().__init__()
         order = torch.tensor(perm, dtype=torch.long)
+        self.spec_perm = tuple(perm)  # what the spec defines; a loaded file must agree
         self.register_buffer("perm", order)
         self.register_buffer("inverse_perm", torch.argsort(order))
 
@@ -26,6 +27,23 @@ class Permute(Bijection):
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         return y.index_select(1, self.inverse_perm)
+
+    def check_state(self) -> list[str]:
+        """``perm`` must be the permutation the spec defines and ``inverse_perm`` its inverse."""
+        perm, inverse = self.perm.tolist(), self.inverse_perm.tolist()
+        n = len(self.spec_perm)
+        if sorted(perm) != list(range(n)):
+            return [f"perm: not a permutation of 0..{n - 1} ({_shown(perm)})"]
+        problems = []
+        if tuple(perm) != self.spec_perm:
+            problems.append(f"perm: not the permutation the spec defines ({_shown(perm)})")
+        if any(inverse[p] != i for i, p in enumerate(perm)) or len(inverse) != n:
+            problems.append("inverse_perm: not the inverse of perm")
+        return problems
+
+
+def _shown(values: list[int]) -> str:
+    return ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Permute:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from flowspec.errors import Diagnostic, TrainingError
-from flowspec.io import check_tensors, read_weights, spec_json
+from flowspec.io import check_state, check_tensors, read_weights, spec_json
 from flowspec.nn.flow import Flow
 from flowspec.training.checkpoint import TrainState, read_state, restore_optimizer, restore_rng
 
@@ -34,6 +34,7 @@ def resume_from(
     require_same_spec(weights.metadata["spec"], flow, path)
     check_tensors(weights.state, flow, path)
     flow.load_state_dict(weights.state)
+    check_state(flow, path)
     restore_optimizer(optimizer, flow, extra, groups)
     return state, restore_rng(extra)
 
@@ -47,6 +48,11 @@ def require_same_settings(saved: TrainState, current: TrainState, path: Path) ->
     ]
     if saved.data != current.data:
         diffs.append(f"data: checkpoint {saved.data!r}, now {current.data!r}")
+    elif saved.data_sha256 and saved.data_sha256 != current.data_sha256:
+        diffs.append(
+            f"data: the contents of {current.data!r} changed since the checkpoint (sha256 "
+            f"{saved.data_sha256[:12]}..., now {current.data_sha256[:12]}...)"
+        )
     if diffs:
         raise TrainingError(
             Diagnostic(
