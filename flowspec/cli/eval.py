@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any
 
-from flowspec.cli.common import Command, positive_int, require_model
+from flowspec.cli.common import (
+    Command,
+    add_no_verify,
+    nonfinite_error,
+    positive_int,
+    require_model,
+)
 from flowspec.errors import DataError, Diagnostic
 
 __all__ = ["COMMAND", "training_info"]
@@ -26,6 +33,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json", action="store_true", help="print one JSON object (nll, bits_per_dim, n)"
     )
+    add_no_verify(p)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -34,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     from flowspec.io import flow_from_file, read_weights
     from flowspec.training.evaluate import evaluate
 
-    weights = read_weights(args.model)
+    weights = read_weights(args.model, verify=not args.no_verify)
     flow = flow_from_file(weights)
     info, spec = training_info(weights.metadata), flow.spec
     source = args.data or info.get("data") or (spec.data.name if spec.data else None)
@@ -48,7 +56,10 @@ def _run(args: argparse.Namespace) -> int:
         )
     seed = info.get("data_seed", spec.data.seed if spec.data else 0)
     splits = load_splits(source, tuple(flow.input_shape), seed=seed)
-    score = evaluate(flow, getattr(splits, args.split), batch_size=args.batch_size)
+    data = getattr(splits, args.split)
+    score = evaluate(flow, data, batch_size=args.batch_size)
+    if not math.isfinite(score.nll):
+        raise _nonfinite(flow, data, score.nll, args.batch_size)
     if args.json:
         print(json.dumps(score.as_dict()))
     else:
@@ -57,6 +68,31 @@ def _run(args: argparse.Namespace) -> int:
             f"bits/dim, over {score.n} examples of {source}"
         )
     return 0
+
+
+def _nonfinite(flow: Any, data: Any, nll: float, batch_size: int) -> Exception:
+    """The error for a non-finite NLL: the first layer whose output is not finite on the first
+    batch that gives one."""
+    import torch
+
+    from flowspec.training.evaluate import as_tensor
+
+    x, layer = as_tensor(data), None
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the same noise as the evaluation
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size]
+            if not bool(torch.isfinite(flow.log_prob(batch)).all()):
+                layer = flow.first_nonfinite(batch)
+                break
+    return nonfinite_error(
+        f"the NLL is {nll} (not a number eval can report)",
+        layer,
+        flow,
+        "forward",
+        "the weights produce NaN or Inf on this data: check the data's range against the "
+        "model's preprocessing, and the model with 'flowspec check MODEL'",
+    )
 
 
 COMMAND = Command(

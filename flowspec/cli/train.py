@@ -7,7 +7,7 @@ import shlex
 import sys
 from typing import Any
 
-from flowspec.cli.common import Command, positive_float, positive_int, read_spec
+from flowspec.cli.common import Command, UsageError, positive_float, positive_int, read_spec
 
 __all__ = ["COMMAND", "OVERRIDES"]
 
@@ -56,6 +56,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, spec: Any) -> Any:
+    from pydantic import ValidationError
+
+    from flowspec.limits import limit
     from flowspec.spec.training import TrainSpec
 
     values = (spec.train or TrainSpec()).model_dump()
@@ -64,7 +67,16 @@ def _config(args: argparse.Namespace, spec: Any) -> Any:
             values[field] = getattr(args, dest)
     if args.epochs is not None:
         values["steps"] = None
-    return TrainSpec.model_validate(values)
+    if args.threads is not None and args.threads > limit("threads"):
+        raise UsageError(
+            f"--threads {args.threads:,} is above the threads limit ({limit('threads')}); "
+            f"raise it with --limit threads={args.threads} if you mean it"
+        )
+    try:
+        return TrainSpec.model_validate(values)
+    except ValidationError as exc:  # a flag that contradicts the spec (--lr below min_lr)
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise UsageError(f"the flags and the spec's train: section disagree: {problems}") from None
 
 
 def _resume_command(argv: list[str]) -> str:

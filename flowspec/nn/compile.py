@@ -3,16 +3,30 @@
 Each op's module comes from its layer kind's builder (``flowspec.nn.<module>.build``); the graph
 is laid out once as a flat list of steps over numbered slots, so that at run time there is no
 networkx and no lookup by name. :func:`flowspec.compile` composes this with the earlier stages.
+
+The flow's parameters are counted against the ``parameters`` limit as it is built; an op whose
+conditioner could be large (wide and deep) is first built on the ``meta`` device, which
+allocates nothing, so an oversized spec is refused before its memory is.
 """
 
 from __future__ import annotations
 
-from flowspec.graph.ir import INPUT, FlowGraph
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from flowspec.errors import Diagnostic, SpecError
+from flowspec.graph.ir import INPUT, FlowGraph, OpNode
 from flowspec.layers import OPS
+from flowspec.limits import limit, raise_hint
 from flowspec.nn.bases import build_base
 from flowspec.nn.flow import Flow, Step
+from flowspec.spec.budget import FIELD_LIMITS
 
 __all__ = ["compile_graph"]
+
+PROBE_ABOVE = 10_000_000  # a rough bound on an op's parameters above which it is probed first
 
 
 def compile_graph(graph: FlowGraph) -> Flow:
@@ -24,16 +38,71 @@ def compile_graph(graph: FlowGraph) -> Flow:
     """
     slot_of: dict[tuple[str, int], int] = {(INPUT, 0): 0}
     steps: list[Step] = []
+    budget = _Budget(graph)
     for op in graph.ops():
         dst = tuple(range(len(slot_of), len(slot_of) + len(op.out_shapes)))
         for port, slot in enumerate(dst):
             slot_of[(op.name, port)] = slot
-        module = OPS[op.kind].builder()(op.spec, op.in_shape, op.params)
+        build = OPS[op.kind].builder()
+        if _rough_size(op.spec) > PROBE_ABOVE:
+            with torch.device("meta"):
+                budget.charge(build(op.spec, op.in_shape, op.params), op, probe=True)
+        module = budget.charge(build(op.spec, op.in_shape, op.params), op)
         src = slot_of[graph.source_of(op.name)]
         steps.append(Step(op.name, op.kind, op.path, module, src, dst))
     latent_slots = [slot_of[graph.source_of(latent)] for latent in graph.latents]
     latent_shapes = [shape for _, shape in graph.latent_shapes()]
+    components = getattr(graph.spec.base, "components", 1)
+    budget.add(2 * components * graph.latent_size(), ("base",))
     base = build_base(graph.spec.base, graph.latent_size(), graph.spec.seed)
     flow = Flow(graph.spec, steps, latent_slots, latent_shapes, len(slot_of), base)
     flow.graph = graph
     return flow
+
+
+class _Budget:
+    """The running parameter count of a flow being built, against the ``parameters`` limit."""
+
+    def __init__(self, graph: FlowGraph) -> None:
+        self.graph, self.total = graph, 0
+
+    def add(self, count: int, path: Any, probe: bool = False) -> None:
+        if self.total + count > limit("parameters"):
+            where = ".".join(map(str, path))
+            raise SpecError(
+                Diagnostic(
+                    "limit-exceeded",
+                    f"the flow would have more than {self.total + count:,} parameters, "
+                    f"{count:,} of them here (limit parameters: {limit('parameters'):,})",
+                    where,
+                    self.graph.locate(tuple(path)),
+                    raise_hint("parameters"),
+                )
+            )
+        if not probe:
+            self.total += count
+
+    def charge(self, module: torch.nn.Module, op: OpNode, probe: bool = False) -> Any:
+        self.add(sum(p.numel() for p in module.parameters()), op.spec_path, probe)
+        return module
+
+
+def _rough_size(spec: BaseModel) -> int:
+    """A rough bound on an op's conditioner size from its widths and depths (cheap, torch-free):
+    the widest layer squared, times 9 (a 3x3 kernel), times the number of layers."""
+    widths, depth = [1], 2
+    stack: list[Any] = [spec]
+    while stack:
+        model = stack.pop()
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                stack.append(value)
+            elif name in FIELD_LIMITS and isinstance(value, int | tuple):
+                values = value if isinstance(value, tuple) else (value,)
+                if name == "blocks":
+                    depth += 2 * int(value)
+                else:
+                    widths += [int(v) for v in values]
+                    depth += len(values)
+    return 9 * max(widths) ** 2 * depth

@@ -159,12 +159,33 @@ class Flow(nn.Module):
         ]
 
     def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """log p(x) = log p_Z(f(x)) + log|det df/dx| (notes eq. (7)), shape ``(N,)``."""
+        """log p(x) = log p_Z(f(x)) + log|det df/dx| (notes eq. (7)), shape ``(N,)``.
+
+        Raises:
+            ValueError: ``x`` is not a tensor of shape ``(N, *input_shape)``.
+        """
+        if not isinstance(x, Tensor):
+            raise ValueError(
+                f"x must be a torch.Tensor of shape (N, *{self.input_shape}), "
+                f"got {type(x).__name__}"
+            )
         z, logdet = self.forward(x, context)
         return self.base.log_prob(z, context) + logdet
 
     def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
-        """Draw ``n`` examples: z ~ base at ``temperature``, then ``inverse(z)``."""
+        """Draw ``n`` examples: z ~ base at ``temperature``, then ``inverse(z)``.
+
+        Raises:
+            ValueError: ``n`` is not an integer >= 0, or ``temperature`` is negative, NaN or
+                infinite (0 gives the image of the base's mean).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an integer >= 0 (the number of samples), got {n!r}")
+        if isinstance(temperature, bool) or not (0 <= float(temperature) < math.inf):
+            raise ValueError(
+                f"temperature must be a finite number >= 0 (it scales the base's standard "
+                f"deviations), got {temperature!r}"
+            )
         return self.inverse(self.base.sample(n, temperature, context), context)
 
     def bits_per_dim(self, x: Tensor, context: Tensor | None = None) -> Tensor:
@@ -192,6 +213,19 @@ class Flow(nn.Module):
                 found.append(step.name)
 
         self.run_forward(x, context, observe=probe)
+        return found[0] if found else None
+
+    @torch.no_grad()
+    def first_nonfinite_inverse(self, z: Tensor, context: Tensor | None = None) -> str | None:
+        """Name of the first step of the inverse pass (latent -> data) whose output is NaN/Inf
+        on ``z`` of shape ``(N, D)`` (None if all finite)."""
+        found: list[str] = []
+
+        def probe(step: Step, outs: tuple[Tensor, ...], logdet: Tensor | None) -> None:
+            if not found and not all(torch.isfinite(t).all() for t in outs):
+                found.append(step.name)
+
+        self.decode(list(z.split(self.latent_sizes, dim=1)), context, observe=probe)
         return found[0] if found else None
 
     @property

@@ -2,15 +2,19 @@
 
 * round trip: ``max |inverse(forward(x)) - x|`` and ``max |forward(inverse(z)) - z|``;
 * log-determinant: the flow's ``logdet`` against ``log|det J|`` of the brute-force Jacobian of
-  ``x -> z`` from autograd, per example, in float64.
+  ``x -> z`` from autograd, per example, in float64;
+* round trip on data (flows that start with ``dequantize``): integer data through the flow as
+  it is used, with dequantisation noise and the inverse's rounding, must come back exactly.
 
-Stochastic ops (dequantization noise) are made deterministic for the duration of a comparison and
-batch-statistics ops run in eval mode, so that every example is an independent bijection.
+Stochastic ops (dequantization noise) are made deterministic for the first three comparisons
+and batch-statistics ops run in eval mode, so that every example is an independent bijection.
+An error or a tolerance that is not finite is a failure, never a pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,6 +25,7 @@ from flowspec.nn.flow import Flow
 
 __all__ = [
     "OracleResult",
+    "data_round_trip",
     "deterministic",
     "example_inputs",
     "jacobian_logdet",
@@ -37,7 +42,9 @@ class OracleResult:
 
     @property
     def ok(self) -> bool:
-        return bool(self.error <= self.tolerance)
+        """Within tolerance; NaN or infinite errors (or tolerances) always fail."""
+        finite = math.isfinite(self.error) and math.isfinite(self.tolerance)
+        return bool(finite and self.error <= self.tolerance)
 
 
 @contextlib.contextmanager
@@ -89,11 +96,29 @@ def jacobian_logdet(flow: Flow, x: Tensor) -> Tensor:
     return torch.stack(out)
 
 
+def data_round_trip(flow: Flow, n: int, generator: torch.Generator) -> OracleResult | None:
+    """For a flow that starts with ``dequantize``: ``n`` integer examples through the flow as
+    used (eval mode, noise and rounding on) and back; they must be recovered exactly. None for
+    other flows (their domain inputs are covered by the deterministic round trip)."""
+    levels = flow.levels
+    if levels is None:
+        return None
+    x = torch.randint(0, levels, (n, *flow.input_shape), generator=generator).double()
+    training = flow.training
+    flow.eval()
+    try:
+        with torch.no_grad():
+            back = flow.inverse(flow(x)[0])
+    finally:
+        flow.train(training)
+    return OracleResult("round trip on integer data", float((back - x).abs().max()), 0.0)
+
+
 def run_oracles(
     flow: Flow, n: int = 4, seed: int = 0, data: Tensor | None = None
 ) -> list[OracleResult]:
     """Compare ``flow`` with the round-trip and autograd-Jacobian oracles in float64 on ``n``
-    examples.
+    examples (and the round trip on integer data for dequantized flows).
 
     The flow is moved to float64 for the comparison and restored to its dtype afterwards. ``data``
     (optional) is used for a first forward pass so data-dependent initialisation sees real data.
@@ -114,12 +139,14 @@ def run_oracles(
                 z2_back = flow(flow.inverse(z2))[0]
             jac = jacobian_logdet(flow, x)
         scale = 1.0 + float(jac.abs().max())
-        return [
+        results = [
             OracleResult("round trip x -> z -> x", float((x_back - x).abs().max()), 1e-8),
             OracleResult("round trip z -> x -> z", float((z2_back - z2).abs().max()), 1e-8),
             OracleResult(
                 "logdet vs autograd Jacobian", float((logdet - jac).abs().max()), 1e-8 * scale
             ),
         ]
+        on_data = data_round_trip(flow, max(n, 64), gen)
+        return results if on_data is None else [*results, on_data]
     finally:
         flow.to(dtype)

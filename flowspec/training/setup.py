@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from flowspec.data import Splits, load_splits
-from flowspec.errors import DataError, Diagnostic, TrainingError
+from flowspec.errors import DataError, Diagnostic, SpecError, TrainingError
+from flowspec.limits import limit, raise_hint
 from flowspec.nn.flow import Flow
 from flowspec.spec.training import TrainSpec
 
@@ -37,13 +38,28 @@ def resolve_flow(spec_or_flow: Any, config: TrainSpec | None) -> tuple[Flow, Any
     """
     if isinstance(spec_or_flow, Flow):
         spec = spec_or_flow.spec
-        return spec_or_flow, spec, config or spec.train or TrainSpec()
+        return spec_or_flow, spec, _within_limits(config or spec.train or TrainSpec())
     from flowspec.api import compile as compile_spec
     from flowspec.api import load_spec
 
     spec = load_spec(spec_or_flow)
-    config = config or spec.train or TrainSpec()
+    config = _within_limits(config or spec.train or TrainSpec())
     return compile_spec(spec, seed=config.seed), spec, config
+
+
+def _within_limits(config: TrainSpec) -> TrainSpec:
+    """A config given in Python is held to the limits a spec's ``train:`` section is."""
+    if config.threads is not None and config.threads > limit("threads"):
+        raise SpecError(
+            Diagnostic(
+                "limit-exceeded",
+                f"train.threads {config.threads:,} is too large (limit threads: "
+                f"{limit('threads')})",
+                "train.threads",
+                hint=raise_hint("threads"),
+            )
+        )
+    return config
 
 
 def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
