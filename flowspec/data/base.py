@@ -7,6 +7,7 @@ Splits are deterministic for a given ``seed`` and never overlap.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +35,16 @@ class Splits:
     def shape(self) -> tuple[int, ...]:
         """Per-example shape, e.g. ``(2,)`` or ``(1, 8, 8)``."""
         return tuple(self.train.shape[1:])
+
+    def digest(self) -> str:
+        """SHA-256 of the three splits' dtypes, shapes and values and of ``discrete_levels``:
+        equal digests mean the same examples in the same splits (a resumed run checks it)."""
+        digest = hashlib.sha256(f"levels={self.discrete_levels}".encode())
+        for array in (self.train, self.val, self.test):
+            array = np.ascontiguousarray(array)
+            digest.update(f"\0{array.dtype.str}\0{array.shape}\0".encode())
+            digest.update(array.reshape(-1).view(np.uint8))
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)

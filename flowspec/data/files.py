@@ -6,6 +6,7 @@ every ``.csv`` become float32 and continuous. Every problem is a located :class:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +17,36 @@ from flowspec.data.base import MIN_EXAMPLES, fail
 __all__ = ["LOADERS", "load_file"]
 
 
+def _check_npy_header(path: Path, hint: str) -> None:
+    """Refuse a ``.npy`` whose header claims more data than the file holds, before anything
+    of the claimed size is allocated (a 100-byte file can claim 10^12 rows)."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(fh)
+            holds = path.stat().st_size - fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        msg = f"{path} is not a readable numeric .npy: {exc}"
+        raise fail("data-unreadable", msg, hint) from None
+    claims = math.prod(shape) * dtype.itemsize
+    if claims > holds:
+        msg = (
+            f"{path} claims an array of shape {tuple(shape)} ({claims:,} bytes of {dtype}) but "
+            f"holds {holds:,} bytes of data: it is truncated or its header was edited"
+        )
+        raise fail("data-unreadable", msg, hint)
+
+
 def _load_npy(path: Path) -> np.ndarray:
-    """Read a ``.npy`` without ever unpickling; object/structured arrays are refused."""
+    """Read a ``.npy`` without ever unpickling; object/structured arrays are refused, and so
+    is a header that claims more data than the file holds."""
     hint = "save a plain numeric array, e.g. numpy.save(path, x.astype(numpy.float32))"
+    _check_npy_header(path, hint)
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -55,6 +55,7 @@ class TrainState:
     config: dict[str, Any] = field(default_factory=dict)
     data: str = ""
     data_seed: int = 0
+    data_sha256: str = ""  # Splits.digest() of the data trained on ("" in older checkpoints)
 
 
 def model_metadata(state: TrainState, row: dict[str, Any]) -> dict[str, str]:

@@ -94,7 +94,9 @@ class _Run:
             flow.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
         self.generator = torch.Generator()
-        self.state = TrainState(config=config.model_dump(mode="json"), data=splits.name)
+        self.state = TrainState(
+            config=config.model_dump(mode="json"), data=splits.name, data_sha256=splits.digest()
+        )
         self.shuffle_state = torch.Generator().manual_seed(config.seed).get_state()
         self.best: dict[str, torch.Tensor] | None = None
         self.saved_step = 0
