@@ -3,7 +3,8 @@
 With the learned prior (Glow), a zero-initialised conv3x3 (images) or linear map (vectors) on the
 kept half gives ``mean, log_std`` and the latent is ``(h - mean) * exp(-log_std)``, logdet
 ``-sum(log_std)``: the same model as a Gaussian prior N(mean, exp(log_std)^2) on ``h``, and
-sampling at temperature T scales the standardised latent by T.
+sampling at temperature T scales the standardised latent by T. The log-std is clamped to
+``[-PRIOR_LOG_STD_BOUND, PRIOR_LOG_STD_BOUND]`` so that sampling cannot overflow.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from torch import Tensor, nn
 
 from flowspec.nn.base import Bijection, sum_except_batch, zeros_logdet
 
-__all__ = ["Split", "build"]
+__all__ = ["PRIOR_LOG_STD_BOUND", "Split", "build"]
+
+# The learned prior's log-std is clamped to [-7, 7] (std in [9e-4, 1100]) in both directions, so
+# the inverse's exp(log_std) cannot compound with the couplings' scales into an overflow when
+# sampling; inside the bounds the values are bit for bit those of the unbounded form.
+PRIOR_LOG_STD_BOUND = 7.0
 
 
 class Split(Bijection):
@@ -44,13 +50,20 @@ class Split(Bijection):
         kept, out = x[:, : self.half], x[:, self.half :]
         if self.prior is None:
             return (kept, out), zeros_logdet(x)
-        mean, log_std = self.prior(kept).chunk(2, dim=1)
+        mean, log_std = self.mean_log_std(kept)
         return (kept, (out - mean) * torch.exp(-log_std)), -sum_except_batch(log_std)
+
+    def mean_log_std(self, kept: Tensor) -> tuple[Tensor, Tensor]:
+        """The learned prior's mean and (bounded) log-std of the factored half given the kept
+        half."""
+        assert self.prior is not None
+        mean, log_std = self.prior(kept).chunk(2, dim=1)
+        return mean, log_std.clamp(-PRIOR_LOG_STD_BOUND, PRIOR_LOG_STD_BOUND)
 
     def inverse(self, y: tuple[Tensor, Tensor], context: Tensor | None = None) -> Tensor:
         kept, z = y
         if self.prior is not None:
-            mean, log_std = self.prior(kept).chunk(2, dim=1)
+            mean, log_std = self.mean_log_std(kept)
             z = z * torch.exp(log_std) + mean
         return torch.cat([kept, z], dim=1)
 

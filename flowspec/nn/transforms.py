@@ -17,7 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LOG_SCALES", "TRANSFORMS", "Additive", "Affine", "Transform", "build_transform"]
+__all__ = [
+    "LOG_SCALES",
+    "SIGMOID_LOG_SCALE_MIN",
+    "TRANSFORMS",
+    "Additive",
+    "Affine",
+    "Transform",
+    "build_transform",
+]
+
+# Glow's sigmoid scale has no lower bound, so its inverse divides by a scale that can underflow
+# to 0; compounded over a flow's couplings (and the learned priors) one sample in many overflows.
+# Floored at exp(-7) ~ 9e-4, in both directions (the flow stays an exact bijection, its logdet
+# exact): values above the floor are bit for bit those of the unbounded form.
+SIGMOID_LOG_SCALE_MIN = -7.0
 
 
 class Transform:
@@ -56,7 +70,8 @@ class Additive(Transform):
 LOG_SCALES: dict[str, Callable[[nn.Module, Tensor], Tensor]] = {
     "tanh": lambda layer, raw: torch.tanh(raw),
     "scaled_tanh": lambda layer, raw: layer.scale * torch.tanh(raw),
-    "sigmoid": lambda layer, raw: F.logsigmoid(raw + 2.0),  # Glow: scale = sigmoid(raw + 2)
+    # Glow: scale = sigmoid(raw + 2), floored (see SIGMOID_LOG_SCALE_MIN)
+    "sigmoid": lambda layer, raw: F.logsigmoid(raw + 2.0).clamp(min=SIGMOID_LOG_SCALE_MIN),
     "none": lambda layer, raw: raw,
 }
 
