@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from flowspec import limits  # noqa: F401  (the module flowspec.limits, always at hand)
 from flowspec.errors import (
     DataError,
     Diagnostic,

@@ -15,12 +15,12 @@ Raise a limit explicitly when you mean it:
 
 Example:
     >>> limit("ops")
-    100000
+    10000
     >>> with raised(ops=10**6):
     ...     limit("ops")
     1000000
     >>> limit("ops")
-    100000
+    10000
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "Limit",
     "current",
     "limit",
+    "markdown_table",
     "parse_assignment",
     "raise_hint",
     "raised",
@@ -57,7 +58,7 @@ LIMITS: dict[str, Limit] = {
         Limit("nesting", 64, "depth of nested lists and mappings in a spec"),
         Limit("aliases", 10_000, "values added by expanding YAML aliases (*name) in a spec"),
         Limit("nodes", 1_000_000, "values in a spec (keys, scalars, lists, mappings)"),
-        Limit("ops", 100_000, "op instances of a flow, after expanding repeat blocks"),
+        Limit("ops", 10_000, "op instances of a flow, after expanding repeat blocks"),
         Limit("elements", 16_777_216, "elements of one example (the product of input.shape)"),
         Limit("width", 16_384, "hidden units or channels of a conditioner; mixture components"),
         Limit("blocks", 256, "hidden layers of an MLP conditioner or blocks of a ResNet"),
@@ -137,3 +138,10 @@ def raise_hint(name: str) -> str:
         f"if you mean it, raise the limit: --limit {name}=N on the command line, or "
         f"flowspec.limits.raised({name}=N) in Python (now {limit(name):,}; see docs/limits.md)"
     )
+
+
+def markdown_table() -> str:
+    """The table of limits in ``docs/limits.md``: name, default, what is counted."""
+    rows = ["| limit | default | counts |", "| --- | --- | --- |"]
+    rows += [f"| `{lim.name}` | {lim.default:,} | {lim.counts} |" for lim in LIMITS.values()]
+    return "\n".join(rows)

@@ -21,7 +21,7 @@ MODULES = sorted(
     if not info.name.endswith("__main__")
 )
 # Stages from the bottom up: a package may import only from packages listed before it (and
-# errors/version, which every package may use).
+# errors/limits/version, which every package may use).
 LAYERS = ["layers", "spec", "graph", "nn", "data", "api", "io", "training", "cli"]
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from flowspec.layers import ALL_OPS
 from flowspec.layers.nets import NETS
 from flowspec.layers.transforms import TRANSFORMS
+from flowspec.limits import markdown_table
 from flowspec.spec.bases import BASES
-from flowspec.spec.reference import BEGIN, END, json_schema, reference_markdown
+from flowspec.spec.reference import (
+    BEGIN,
+    END,
+    LIMITS_BEGIN,
+    LIMITS_END,
+    json_schema,
+    reference_markdown,
+)
 from tests.helpers import ROOT
 
 
@@ -32,3 +40,19 @@ def test_reference_has_a_section_per_kind() -> None:
     text = reference_markdown()
     for op in ALL_OPS:
         assert f"#### `{op.kind}`" in text and f"| `{op.kind}` |" in text
+
+
+def test_limits_doc_lists_every_limit_and_its_example_runs() -> None:
+    import subprocess
+    import sys
+
+    text = (ROOT / "docs" / "limits.md").read_text()
+    table = text.split(LIMITS_BEGIN, 1)[1].split(LIMITS_END, 1)[0].strip()
+    assert table == markdown_table(), (
+        "run: python -m flowspec.spec.reference --limits docs/limits.md"
+    )
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.split() == ["20000", "100"]

@@ -367,3 +367,62 @@ def test_parameter_limit_refuses_before_allocating() -> None:
     assert diag.path == "layers.0"
     with flowspec.limits.raised(parameters=10**12):
         assert flowspec.limits.limit("parameters") == 10**12
+
+
+# ---------------------------------------------------------------- checks that cannot pass falsely
+
+
+def test_an_infinite_or_nan_error_never_passes() -> None:
+    from flowspec.nn.oracles import OracleResult
+
+    assert not OracleResult("x", float("inf"), float("inf")).ok
+    assert not OracleResult("x", float("nan"), 1.0).ok
+    assert not OracleResult("x", 0.0, float("nan")).ok
+    assert OracleResult("x", 0.0, 0.0).ok
+
+
+def test_check_round_trips_integer_data_through_dequantized_flows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two dequantize layers (what validated before the preprocessing grammar): the inverse
+    does not undo them, which only the round trip on integer data can see (the deterministic
+    round trips switch noise and rounding off)."""
+    from flowspec.graph import build as graph_build
+    from flowspec.nn.oracles import run_oracles
+
+    good = example_spec(
+        [4], [{"type": "dequantize", "levels": 4}, {"type": "affine_coupling", "mask": "even"}]
+    )
+    results = run_oracles(flowspec.compile(good), n=4)
+    assert results[-1].name == "round trip on integer data" and all(r.ok for r in results)
+    twice = {**good, "preprocess": [{"type": "dequantize", "levels": 4}] * 2}
+    monkeypatch.setattr(graph_build._Builder, "preprocessing", lambda self, kind, path: None)
+    results = run_oracles(flowspec.compile(twice), n=4)
+    assert [r.ok for r in results] == [True, True, True, False]
+
+
+def test_check_refuses_preprocessing_out_of_order(tmp_path: Path, capsys: Any) -> None:
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        "flowspec: 1\ninput: {shape: [2]}\n"
+        "preprocess: [{type: dequantize, levels: 4}, {type: dequantize, levels: 4}]\n"
+        "layers: [{type: affine_coupling}]\n"
+    )
+    assert main(["check", str(path)]) == 1
+    assert "error[preprocess-order]" in capsys.readouterr().err
+
+
+def test_resume_refuses_data_whose_contents_changed(tmp_path: Path) -> None:
+    data = tmp_path / "points.npy"
+    np.save(data, np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32))
+    config = flowspec.TrainSpec(steps=6, batch_size=32, val_every=3, threads=1)
+    out = tmp_path / "run"
+    first = flowspec.train(SPEC, data=str(data), config=config, out_dir=out, stop_after=3)
+    assert first.status == "stopped"
+    np.save(data, np.random.default_rng(1).normal(size=(200, 2)).astype(np.float32))
+    with pytest.raises(flowspec.TrainingError) as info:
+        flowspec.train(SPEC, data=str(data), config=config, out_dir=out, resume=True)
+    assert info.value.codes == ["resume-mismatch"] and "contents" in info.value.format()
+    np.save(data, np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32))
+    done = flowspec.train(SPEC, data=str(data), config=config, out_dir=out, resume=True)
+    assert done.status == "completed" and done.step == 6

@@ -20,7 +20,8 @@ __all__ = ["OP", "DequantizeSpec"]
 
 class DequantizeSpec(StrictModel):
     type: Literal["dequantize"]
-    levels: Annotated[int, Field(ge=2)] = 256
+    # at most 16-bit data: beyond, x + u no longer has the precision to floor back to x
+    levels: Annotated[int, Field(ge=2, le=65536)] = 256
 
 
 OP = OpDef(

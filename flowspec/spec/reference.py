@@ -3,6 +3,7 @@
 ``python -m flowspec.spec.reference`` prints the Markdown tables of ``docs/spec.md`` (layer kinds
 from ``ALL_OPS``, coupling transforms, conditioners, base distributions); ``--write docs/spec.md``
 refreshes them in place; ``--errors docs/errors.md`` writes the table of diagnostic codes;
+``--limits docs/limits.md`` refreshes the table of resource limits;
 ``--schema`` prints the JSON Schema of the whole format for editors (e.g. for the YAML
 language server's ``# yaml-language-server: $schema=`` comment).
 """
@@ -24,16 +25,28 @@ from flowspec.layers import ALL_OPS
 from flowspec.layers.base import type_tag
 from flowspec.layers.nets import NETS
 from flowspec.layers.transforms import TRANSFORMS
+from flowspec.limits import markdown_table
 from flowspec.spec.bases import BASES
 from flowspec.spec.models import FlowSpec, InputSpec, LevelSpec, RepeatSpec, SplitOptions
 from flowspec.spec.training import DataSpec, TrainSpec
 
-__all__ = ["BEGIN", "END", "errors_markdown", "json_schema", "model_table", "reference_markdown"]
+__all__ = [
+    "BEGIN",
+    "END",
+    "LIMITS_BEGIN",
+    "LIMITS_END",
+    "errors_markdown",
+    "json_schema",
+    "model_table",
+    "reference_markdown",
+]
 
 _OP_NAMES = {op.spec.__name__ for op in ALL_OPS}
 
 BEGIN = "<!-- BEGIN GENERATED REFERENCE (python -m flowspec.spec.reference) -->"
 END = "<!-- END GENERATED REFERENCE -->"
+LIMITS_BEGIN = "<!-- BEGIN LIMITS (python -m flowspec.spec.reference --limits docs/limits.md) -->"
+LIMITS_END = "<!-- END LIMITS -->"
 
 
 def _number(value: Any) -> str:
@@ -189,7 +202,15 @@ def main() -> None:
     parser.add_argument("--schema", action="store_true", help="print the JSON Schema instead")
     parser.add_argument("--write", metavar="MD", help="replace the generated block in this file")
     parser.add_argument("--errors", metavar="MD", help="write the table of error codes here")
+    parser.add_argument("--limits", metavar="MD", help="replace the table of limits in this file")
     args = parser.parse_args()
+    if args.limits:
+        path = Path(args.limits)
+        text = path.read_text(encoding="utf-8")
+        head, rest = text.split(LIMITS_BEGIN, 1)
+        table = f"{LIMITS_BEGIN}\n{markdown_table()}\n{LIMITS_END}"
+        path.write_text(head + table + rest.split(LIMITS_END, 1)[1], encoding="utf-8")
+        return
     if args.errors:
         Path(args.errors).write_text(errors_markdown(), encoding="utf-8")
         return
