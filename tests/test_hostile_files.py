@@ -207,7 +207,7 @@ def test_the_embedded_spec_goes_through_the_limits_first(
     with flowspec.limits.raised(nesting=20):
         assert _codes(path) == ["weights-spec"]
         assert main(["inspect", str(path)]) == 1
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 30  # a hang guard, not a speed target
     assert expected in capsys.readouterr().err
 
 
@@ -361,7 +361,7 @@ def test_parameter_limit_refuses_before_allocating() -> None:
     start = time.perf_counter()
     with pytest.raises(flowspec.SpecError) as info:
         flowspec.compile(wide)
-    assert time.perf_counter() - start < 30  # 53 G parameters were never allocated
+    assert time.perf_counter() - start < 60  # 53 G parameters were never allocated
     (diag,) = info.value.diagnostics
     assert diag.code == "limit-exceeded" and "limit parameters" in diag.message
     assert diag.path == "layers.0"

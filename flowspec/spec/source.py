@@ -371,37 +371,60 @@ def _duplicate_keys(node: yaml.MappingNode, filename: str) -> list[Diagnostic]:
 
 def check_data_size(data: Any, filename: str = "<dict>") -> None:
     """Refuse data (a dict built in Python, or parsed JSON) with more values than the
-    ``nodes`` limit or deeper than the ``nesting`` limit; shared references count each time
-    they are reached, as a YAML alias does. Iterative, so cycles and deep data are safe.
+    ``nodes`` limit or deeper than the ``nesting`` limit, and cycles. Shared references count
+    each time they are reached, as a YAML alias does, but are sized once (no expansion), and
+    the walk is iterative, so deep or self-referencing data is safe.
 
     Raises:
         SpecError: ``limit-exceeded``.
     """
-    most, deepest = limit("nodes"), limit("nesting")
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    count = 0
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values when expanded, depth)
+    open_ids: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
     while stack:
-        value, depth = stack.pop()
-        count += 1
-        if count > most or depth > deepest:
-            name = "nodes" if count > most else "nesting"
-            what = (
-                f"more than {most:,} values"
-                if name == "nodes"
-                else f"lists and mappings nested more than {deepest} deep"
+        value, done = stack.pop()
+        children = _data_children(value)
+        if done:
+            open_ids.discard(id(value))
+            counts = [sizes[id(c)] if _data_children(c) else (1, 1) for c in children]
+            sizes[id(value)] = (
+                1 + sum(n for n, _ in counts),
+                1 + max((d for _, d in counts), default=0),
             )
-            raise SpecError(
-                Diagnostic(
-                    "limit-exceeded",
-                    f"the spec has {what} (limit {name})",
-                    location=Location(filename, 1, 1) if filename != "<dict>" else None,
-                    hint=raise_hint(name),
-                )
-            )
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for pair in value.items() for v in pair)
-        elif isinstance(value, list | tuple):
-            stack.extend((v, depth + 1) for v in value)
+            continue
+        if id(value) in sizes:
+            continue
+        open_ids.add(id(value))
+        stack.append((value, True))
+        for child in children:
+            if id(child) in open_ids:
+                _refuse_data("nesting", "a list or mapping that contains itself", filename)
+            if _data_children(child) and id(child) not in sizes:
+                stack.append((child, False))
+    total, depth = sizes.get(id(data), (1, 1))
+    if depth > limit("nesting"):
+        _refuse_data("nesting", f"lists and mappings nested {depth} deep", filename)
+    if total > limit("nodes"):
+        _refuse_data("nodes", f"{total:,} values", filename)
+
+
+def _data_children(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [v for pair in value.items() for v in pair]
+    if isinstance(value, list | tuple):
+        return list(value)
+    return []
+
+
+def _refuse_data(name: str, what: str, filename: str) -> None:
+    raise SpecError(
+        Diagnostic(
+            "limit-exceeded",
+            f"the spec has {what} (limit {name}: {limit(name):,})",
+            location=Location(filename, 1, 1) if not filename.startswith("<") else None,
+            hint=raise_hint(name),
+        )
+    )
 
 
 def source_from_data(data: Any, filename: str = "<dict>") -> Source:

@@ -17,6 +17,9 @@ from flowspec.spec.source import source_from_text
 from tests.helpers import ROOT, example_spec
 
 GOOD = "flowspec: 1\ninput: {shape: [2]}\nlayers: [{type: affine_coupling}]\n"
+# Not a speed target (benchmarks/ measure those): a bound that only a hang or an expansion of
+# the input can break (before these checks, such inputs ran for minutes into MemoryError).
+HANG = 30.0
 
 
 def _codes(spec: Any) -> list[str]:
@@ -51,7 +54,7 @@ def test_alias_bomb_is_refused_at_once_with_a_location() -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     error = _error(_alias_bomb())
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < HANG
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB
     (diag,) = error.diagnostics
     assert diag.code == "limit-exceeded" and "(limit aliases)" in diag.message
@@ -80,7 +83,7 @@ def test_python_data_with_shared_references_is_bounded() -> None:
     spec = example_spec([2], [{"type": "scale"}], description=bomb)
     start = time.perf_counter()
     assert _codes(spec) == ["limit-exceeded"]
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < HANG
     cyclic: list[Any] = []
     cyclic.append(cyclic)
     assert _codes(example_spec([2], [{"type": "scale"}], description=cyclic)) == ["limit-exceeded"]
@@ -161,7 +164,7 @@ def test_sizes_beyond_the_limits_are_refused_before_building(
 ) -> None:
     start = time.perf_counter()
     error = _error(example_spec(shape, layers))
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < HANG
     assert isinstance(error, SpecError)
     found = {d.path: d for d in error.diagnostics}
     assert found[path].code == "limit-exceeded" and f"(limit {name}:" in found[path].message
