@@ -32,6 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from flowspec.errors import Diagnostic, FlowspecError, WeightsError
+from flowspec.integrity import check_state, check_tensors, tensors_digest
 from flowspec.limits import limit, raise_hint
 from flowspec.nn.flow import Flow
 from flowspec.version import __version__
@@ -40,6 +41,7 @@ __all__ = [
     "EXTRA_PREFIX",
     "WeightsFile",
     "check_state",
+    "check_tensors",
     "flow_from_file",
     "graph_from_file",
     "load",
@@ -59,16 +61,6 @@ FORMAT_VERSION = "1"
 def spec_json(flow: Flow) -> str:
     """The flow's resolved spec as canonical JSON."""
     return json.dumps(flow.spec.model_dump(mode="json"), sort_keys=True)
-
-
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of every tensor's name, dtype, shape and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
 
 
 def save(
@@ -271,59 +263,6 @@ def _invalid_spec(weights: WeightsFile, exc: FlowspecError) -> WeightsError:
     return WeightsError(
         _diag("weights-spec", f"the spec embedded in '{weights.path}' is invalid: {exc}")
     )
-
-
-def check_state(flow: Flow, path: str | Path) -> None:
-    """Refuse a loaded state that no flow could have: non-finite floating-point tensors, or
-    buffers that break their layer's invariant (each module's ``check_state``).
-
-    Raises:
-        WeightsError: ``weights-invalid``, listing the first problems found.
-    """
-    problems = [
-        f"{name} holds NaN or infinite values"
-        for name, tensor in flow.state_dict().items()
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
-    ]
-    for step in flow.steps:
-        check = getattr(step.module, "check_state", None)
-        problems += [f"{step.name}.{p}" for p in (check() if check is not None else [])]
-    if problems:
-        shown = "; ".join(problems[:5]) + (
-            f"; and {len(problems) - 5} more" if problems[5:] else ""
-        )
-        raise WeightsError(
-            _diag(
-                "weights-invalid",
-                f"'{path}' holds a state no flow can have: {shown}",
-                "the file was edited or damaged, or training diverged before it was saved; "
-                "re-create it ('flowspec compile', train)",
-            )
-        )
-
-
-def check_tensors(state: dict[str, torch.Tensor], flow: Flow, path: Path) -> None:
-    """Refuse tensors that are missing, unexpected or of the wrong shape for ``flow``."""
-    expected = flow.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("wrong shape", wrong),
-        ):
-            if keys:
-                parts.append(f"{label}: {', '.join(keys[:5])}" + (" ..." if len(keys) > 5 else ""))
-        raise WeightsError(
-            _diag(
-                "weights-mismatch",
-                f"the tensors in '{path}' do not match its spec ({'; '.join(parts)})",
-                "the file was edited or written by an incompatible version",
-            )
-        )
 
 
 def load(path: str | Path, verify: bool = True) -> Flow:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 import flowspec
 from flowspec.nn.flow import Flow
@@ -48,3 +52,52 @@ def prepared_flow(
             x = loc + (1 + loc) * x  # channels of different location and scale
         flow(x)
     return perturb_parameters(flow, scale=scale, seed=seed)
+
+
+# A flow with every layer whose buffers have an invariant (weights-file checks).
+WEIGHTS_SPEC = example_spec(
+    [2],
+    [
+        {"type": "actnorm"},
+        {"type": "affine_coupling", "mask": "first_half", "net": {"type": "mlp", "hidden": [8]}},
+        {"type": "permute", "order": "reverse"},
+        {"type": "invconv", "lu": True},
+        {"type": "batchnorm"},
+        {"type": "affine_coupling", "mask": "first_half", "net": {"type": "mlp", "hidden": [8]}},
+    ],
+    data={"name": "moons"},
+)
+
+
+def rewrite_weights(
+    path: Path, edit: Callable[[dict[str, torch.Tensor], dict[str, str]], None], name: str
+) -> Path:
+    """A copy of ``path`` (named ``name``, beside it) with tensors and metadata edited; the
+    checksums stay as they were unless ``edit`` recomputes them (:func:`reseal`), as someone
+    editing the file on purpose would (a flipped bit does not)."""
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    edit(tensors, metadata)
+    out = path.parent / name
+    save_file(tensors, str(out), metadata=metadata)
+    return out
+
+
+def reseal(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Recompute both checksums, as someone editing a file on purpose would."""
+    from flowspec.io import tensors_digest
+
+    metadata["tensors_sha256"] = tensors_digest(tensors)
+    metadata["spec_sha256"] = hashlib.sha256(metadata["spec"].encode()).hexdigest()
+
+
+def set_tensor(key: str, value: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """An edit for :func:`rewrite_weights`: tensor ``key`` replaced by ``value(tensor)``,
+    checksums recomputed."""
+
+    def edit(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+        tensors[key] = value(tensors[key])
+        reseal(tensors, metadata)
+
+    return edit

@@ -19,9 +19,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from flowspec.errors import Diagnostic, SpecError
+from flowspec.spec.bounds import too_deep
 from flowspec.spec.budget import check_budget
 from flowspec.spec.models import FlowSpec
-from flowspec.spec.source import PathKey, Source, too_deep, yaml11_reading
+from flowspec.spec.scalars import yaml11_reading
+from flowspec.spec.source import PathKey, Source
 from flowspec.spec.upgrade import upgrade_spec
 
 __all__ = ["parse_spec"]

@@ -17,8 +17,8 @@ from flowspec.spec.source import source_from_text
 from tests.helpers import ROOT, example_spec
 
 GOOD = "flowspec: 1\ninput: {shape: [2]}\nlayers: [{type: affine_coupling}]\n"
-# Not a speed target (benchmarks/ measure those): a bound that only a hang or an expansion of
-# the input can break (before these checks, such inputs ran for minutes into MemoryError).
+# Not a speed target (benchmarks/ measure those): a bound on CPU seconds that only a hang or an
+# expansion of the input can break (before these checks such inputs ran into MemoryError).
 HANG = 30.0
 
 
@@ -52,9 +52,9 @@ def _alias_bomb(levels: int = 9) -> str:
 def test_alias_bomb_is_refused_at_once_with_a_location() -> None:
     """9^9 values from 500 bytes: refused before indexing or constructing anything."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
+    start = time.process_time()
     error = _error(_alias_bomb())
-    assert time.perf_counter() - start < HANG
+    assert time.process_time() - start < HANG
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB
     (diag,) = error.diagnostics
     assert diag.code == "limit-exceeded" and "(limit aliases)" in diag.message
@@ -81,9 +81,9 @@ def test_python_data_with_shared_references_is_bounded() -> None:
     for _ in range(9):
         bomb = [bomb] * 9
     spec = example_spec([2], [{"type": "scale"}], description=bomb)
-    start = time.perf_counter()
+    start = time.process_time()
     assert _codes(spec) == ["limit-exceeded"]
-    assert time.perf_counter() - start < HANG
+    assert time.process_time() - start < HANG
     cyclic: list[Any] = []
     cyclic.append(cyclic)
     assert _codes(example_spec([2], [{"type": "scale"}], description=cyclic)) == ["limit-exceeded"]
@@ -162,9 +162,9 @@ def test_spec_file_size_is_bounded(tmp_path: Path) -> None:
 def test_sizes_beyond_the_limits_are_refused_before_building(
     shape: list[int], layers: list[dict[str, Any]], name: str, path: str
 ) -> None:
-    start = time.perf_counter()
+    start = time.process_time()
     error = _error(example_spec(shape, layers))
-    assert time.perf_counter() - start < HANG
+    assert time.process_time() - start < HANG
     assert isinstance(error, SpecError)
     found = {d.path: d for d in error.diagnostics}
     assert found[path].code == "limit-exceeded" and f"(limit {name}:" in found[path].message
