@@ -138,7 +138,7 @@ def _run(data: dict[str, Any], as_text: bool) -> None:
 
 
 QUICK = settings(
-    max_examples=40,
+    max_examples=25,
     derandomize=True,
     deadline=None,
     database=None,

@@ -26,7 +26,7 @@ from flowspec.spec.budget import FIELD_LIMITS
 
 __all__ = ["compile_graph"]
 
-PROBE_ABOVE = 10_000_000  # a rough bound on an op's parameters above which it is probed first
+PROBE_ABOVE = 50_000_000  # a rough bound on an op's parameters above which it is probed first
 
 
 def compile_graph(graph: FlowGraph) -> Flow:
