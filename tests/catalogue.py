@@ -11,6 +11,8 @@ import pytest
 MLP = {"type": "mlp", "hidden": [16, 16], "activation": "tanh"}
 CONV = {"type": "glow_conv", "channels": 8}
 RESNET = {"type": "resnet", "channels": 8, "blocks": 1}
+VIT = {"type": "vit", "width": 8, "depth": 1, "heads": 2}
+TOKENS = {"type": "patchify", "patch": 2}  # (C, H, W) -> ((H/2)(W/2), 4C) tokens
 
 Example = tuple[str, list[int], list[dict[str, Any]]]  # (variant id, input shape, layers)
 
@@ -108,8 +110,53 @@ OP_EXAMPLES: dict[str, list[Example]] = {
             [4, 2, 2],
             name="channel-resnet",
         ),
+        *[
+            (
+                f"vit-{mask}-tokens",
+                [1, 4, 4],
+                [
+                    TOKENS,
+                    {"type": "affine_coupling", "mask": mask, "log_scale": "sigmoid2", "net": VIT},
+                ],
+            )
+            for mask in ("channel", "random_channel", "checkerboard", "vstripes", "hstripes_odd")
+        ],
+        (
+            "vit-masked-tokens",
+            [2, 2, 4],
+            [
+                TOKENS,
+                {
+                    "type": "affine_coupling",
+                    "mask": "alternating_checkerboard",
+                    "net_input": "masked",
+                    "net": VIT,
+                },
+            ],
+        ),
+        (
+            "vit-1d-tokens",
+            [8],
+            [
+                {"type": "patchify", "patch": 2},
+                {"type": "affine_coupling", "mask": "checkerboard", "net": VIT},
+            ],
+        ),
     ],
     "coupling": [
+        (
+            "vit-additive-checkerboard-tokens",
+            [1, 4, 4],
+            [
+                TOKENS,
+                {
+                    "type": "coupling",
+                    "mask": "checkerboard",
+                    "transform": {"type": "additive"},
+                    "net": VIT,
+                },
+            ],
+        ),
         *_on(
             {
                 "type": "coupling",
@@ -132,9 +179,56 @@ OP_EXAMPLES: dict[str, list[Example]] = {
             name="affine-checkerboard",
         ),
     ],
+    "tarflow": [
+        ("tokens-4x4", [1, 4, 4], [TOKENS, {"type": "tarflow", "width": 8, "heads": 2}]),
+        (
+            "reverse-softplus-clip",
+            [2, 4, 2],
+            [
+                TOKENS,
+                {
+                    "type": "tarflow",
+                    "width": 8,
+                    "depth": 1,
+                    "heads": 2,
+                    "order": "reverse",
+                    "log_scale": "softplus",
+                    "clip": 1.5,
+                },
+            ],
+        ),
+        (
+            "learned-start-alternating",
+            [1, 4, 4],
+            [
+                TOKENS,
+                {
+                    "repeat": 2,
+                    "body": [
+                        {
+                            "type": "tarflow",
+                            "width": 8,
+                            "heads": 2,
+                            "start": "learned",
+                            "order": "alternating",
+                            "clip": 2.0,
+                        }
+                    ],
+                    "vary": {"depth": [1, 2]},
+                },
+            ],
+        ),
+        (
+            "vector-1d-tokens",
+            [3],
+            [{"type": "patchify", "patch": 1}, {"type": "tarflow", "width": 8, "heads": 2}],
+        ),
+    ],
     "permute": [
         *_on({"type": "permute", "order": "random"}, [5], [3, 8, 8], name="random"),
         *_on({"type": "permute", "order": "reverse"}, [3, 2, 2], name="reverse"),
+        ("tokens-random", [1, 4, 4], [TOKENS, {"type": "permute", "order": "random"}]),
+        ("tokens-reverse", [2, 2, 4], [TOKENS, {"type": "permute", "order": "reverse"}]),
     ],
     "actnorm": _on({"type": "actnorm"}, [3], [1, 4, 4], [2, 4, 6], [3, 8, 8]),
     "scale": _on({"type": "scale"}, [3], [1, 2, 2]),
@@ -145,6 +239,10 @@ OP_EXAMPLES: dict[str, list[Example]] = {
         *_on({"type": "invconv", "lu": False}, [3, 2, 2], [2, 4, 6], [3, 8, 8], name="plain"),
     ],
     "squeeze": _on({"type": "squeeze"}, [2, 4, 2], [1, 4, 4], [2, 4, 6], [3, 8, 8]),
+    "patchify": [
+        *_on(TOKENS, [1, 4, 4], [2, 4, 6], name="patch2"),
+        *_on({"type": "patchify", "patch": 3}, [2, 6, 3], [6], name="patch3"),
+    ],
     "split": [
         *_on({"type": "split", "prior": "learned"}, [4, 2, 2], [2, 4, 6], name="learned"),
         *_on({"type": "split", "prior": "standard"}, [4], [2, 4, 6], name="standard"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import networkx as nx
@@ -17,12 +18,13 @@ from flowspec.errors import Diagnostic, GraphError, Location, SpecError
 from flowspec.graph.ir import FINAL_LATENT, INPUT, FlowGraph, OpNode, latent_name
 from flowspec.graph.mixing import analyse_mixing
 from flowspec.layers import OPS
-from flowspec.layers.base import InferContext
+from flowspec.layers.base import Grid, InferContext
 from flowspec.layers.split import SplitSpec
 from flowspec.layers.squeeze import SqueezeSpec
 from flowspec.spec.budget import check_budget
 from flowspec.spec.models import FlowSpec, LevelSpec, RepeatSpec, SplitOptions
 from flowspec.spec.source import PathKey
+from flowspec.spec.vary import repetition_body, varied_paths, vary_problems
 
 __all__ = ["build_graph", "check_graph"]
 
@@ -37,6 +39,7 @@ class _Builder:
         self.seen: set[Diagnostic] = set()
         self.shape = tuple(spec.input.shape)
         self.cursor: tuple[str, int] = (INPUT, 0)
+        self.grid: Grid | None = None  # the patch grid of the current token sequence
         self.latents: list[str] = []
         self.preprocessed: list[str] = []  # kinds of the preprocessing ops so far
         self.graph.add_node(INPUT, kind="input", shape=self.shape)
@@ -90,13 +93,29 @@ class _Builder:
             )
         self.preprocessed.append(kind)
 
-    def items(self, items: Any, yaml_path: PathKey, name: str, repeat_index: int) -> None:
+    def items(
+        self,
+        items: Any,
+        yaml_path: PathKey,
+        name: str,
+        repeat_index: int,
+        varied: Mapping[int, Mapping[tuple[str | int, ...], PathKey]] | None = None,
+    ) -> None:
+        """Add the ops of ``items``; ``varied`` says, per item index, which of its keys came from
+        the enclosing block's ``vary`` table and where (problems with them point there)."""
         for i, item in enumerate(items):
+            moved = (varied or {}).get(i, {})
             if isinstance(item, RepeatSpec):
+                block_path = (*yaml_path, i)
                 for r in range(item.repeat):
-                    self.items(item.body, (*yaml_path, i, "body"), f"{name}.{i}.{r}", r)
+                    inner = {
+                        j: {key: (*block_path, *at) for key, at in keys.items()}
+                        for j, keys in varied_paths(item, r).items()
+                    }
+                    body = repetition_body(item, r)
+                    self.items(body, (*block_path, "body"), f"{name}.{i}.{r}", r, inner)
             else:
-                self.op(item, (*yaml_path, i), f"{name}.{i}", repeat_index)
+                self.op(item, (*yaml_path, i), f"{name}.{i}", repeat_index, moved)
 
     def level(self, level: LevelSpec, index: int) -> None:
         path, name = ("levels", index), f"levels.{index}"
@@ -107,7 +126,14 @@ class _Builder:
             prior = level.split.prior if isinstance(level.split, SplitOptions) else "learned"
             self.op(SplitSpec(type="split", prior=prior), (*path, "split"), f"{name}.split", 0)
 
-    def op(self, spec: Any, yaml_path: PathKey, name: str, repeat_index: int) -> None:
+    def op(
+        self,
+        spec: Any,
+        yaml_path: PathKey,
+        name: str,
+        repeat_index: int,
+        varied: Mapping[tuple[str | int, ...], PathKey] | None = None,
+    ) -> None:
         opdef = OPS[spec.type]
         self.preprocessing(spec.type, yaml_path)
         if len(self.shape) not in opdef.ranks:
@@ -117,14 +143,20 @@ class _Builder:
                 f"'{spec.type}' needs input of {ranks}, got shape {self.shape}",
                 # a list item points at its 'type:'; a level's 'squeeze:'/'split:' key at itself
                 yaml_path if isinstance(yaml_path[-1], str) else (*yaml_path, "type"),
-                "squeeze and image masks need [C, H, W] inputs",
+                _rank_hint(opdef.ranks, len(self.shape)),
             )
             return
         seed = zlib.crc32(f"{self.spec.seed}:{name}".encode())
-        ctx = InferContext(self.shape, repeat_index, seed)
+        ctx = InferContext(
+            self.shape, repeat_index, seed, self.grid if len(self.shape) == 2 else None
+        )
         inferred = opdef.infer(spec, ctx)
         for p in inferred.problems:
-            self.error(p.code, p.message, (*yaml_path, *p.at), p.hint)
+            path = next(
+                (at for key, at in (varied or {}).items() if p.at[: len(key)] == key),
+                (*yaml_path, *p.at),
+            )
+            self.error(p.code, p.message, path, p.hint)
         node = OpNode(
             name,
             spec.type,
@@ -143,12 +175,21 @@ class _Builder:
             self.graph.add_edge(name, latent, src_port=1, shape=inferred.out_shapes[1])
             self.latents.append(latent)
         self.cursor, self.shape = (name, 0), inferred.out_shapes[0]
+        self.grid = inferred.params.get("grid", self.grid) if len(self.shape) == 2 else None
 
     def finish(self) -> FlowGraph:
         self.graph.add_node(FINAL_LATENT, kind="latent", shape=self.shape)
         self.graph.add_edge(self.cursor[0], FINAL_LATENT, src_port=self.cursor[1], shape=self.shape)
         self.latents.append(FINAL_LATENT)
         return FlowGraph(self.graph, self.spec, tuple(self.latents))
+
+
+def _rank_hint(ranks: tuple[int, ...], got: int) -> str:
+    if ranks == (2,):
+        return "this layer works on token sequences (T, D): put a patchify layer before it"
+    if got == 2:
+        return "token sequences (T, D) from patchify take tarflow, couplings and permute"
+    return "squeeze and image masks need [C, H, W] inputs"
 
 
 def build_graph(spec: FlowSpec) -> FlowGraph:
@@ -174,6 +215,10 @@ def build_graph(spec: FlowSpec) -> FlowGraph:
     over = check_budget(spec)
     if over:
         raise SpecError(over)
+    if spec.source is None:  # built in Python: parse_spec has not checked its vary tables
+        varied = vary_problems(spec)
+        if varied:
+            raise SpecError(varied)
     builder = _Builder(spec)
     shape = tuple(spec.input.shape)
     if len(shape) not in (1, 3):

@@ -15,10 +15,12 @@ from flowspec.layers import (
     dequantize,
     invconv,
     logit,
+    patchify,
     permute,
     scale,
     split,
     squeeze,
+    tarflow,
 )
 from flowspec.layers.base import OpDef
 
@@ -28,12 +30,14 @@ ALL_OPS: tuple[OpDef, ...] = (
     coupling.ADDITIVE,
     coupling.AFFINE,
     coupling.COUPLING,
+    tarflow.OP,
     permute.OP,
     actnorm.OP,
     scale.OP,
     batchnorm.OP,
     invconv.OP,
     squeeze.OP,
+    patchify.OP,
     split.OP,
     dequantize.OP,
     logit.OP,

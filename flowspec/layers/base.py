@@ -6,7 +6,8 @@ see :mod:`flowspec.layers.bits`) and the name of the
 module that builds it: ``flowspec/layers/<module>.py`` holds the record and
 ``flowspec/nn/<module>.py`` the torch side, whose ``build(spec, in_shape, params)`` is imported
 only when a flow is compiled. Shapes are per example, without the batch dimension: ``(D,)`` for
-vectors, ``(C, H, W)`` for images. Element indices are C-order positions in that shape.
+vectors, ``(T, D)`` for token sequences (``T`` tokens of ``D`` values, made by ``patchify``),
+``(C, H, W)`` for images. Element indices are C-order positions in that shape.
 
 :class:`StrictModel` is the Pydantic base of every spec model (layers, conditioners, bases and the
 file itself): frozen, unknown keys rejected.
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Deps",
+    "Grid",
     "InferContext",
     "Inferred",
     "OpDef",
@@ -45,7 +47,8 @@ __all__ = [
 Shape = tuple[int, ...]
 PositiveInt = Annotated[int, Field(gt=0)]
 Seed = Annotated[int, Field(ge=0, lt=2**63)]  # what torch and numpy generators accept
-Role = Literal["coupling", "elementwise", "mixing", "split", "preprocess"]
+Role = Literal["coupling", "autoregressive", "elementwise", "mixing", "split", "preprocess"]
+Grid = tuple[int, int]  # (rows, cols) of the patch grid behind a token sequence
 # Per element, C order: a row of uint64 words whose bits mark the (tracked) input elements it
 # depends on, shape (elements, words); see flowspec.layers.bits.
 Deps = np.ndarray
@@ -90,11 +93,14 @@ class Problem:
 @dataclass(frozen=True)
 class InferContext:
     """What a shape rule may know about where its op sits: its input shape, the index of the
-    innermost ``repeat`` it is in, and a seed derived from the flow's seed and the op's name."""
+    innermost ``repeat`` it is in, a seed derived from the flow's seed and the op's name, and for
+    token sequences ``(T, D)`` the ``(rows, cols)`` patch grid the tokens came from (set by
+    ``patchify``; None means one row of ``T`` tokens)."""
 
     in_shape: Shape
     repeat_index: int = 0
     seed: int = 0
+    grid: Grid | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,14 @@ from flowspec.layers.base import (
     numel,
 )
 from flowspec.layers.bits import or_reduce, window_or
-from flowspec.layers.masks import MASKS, Mask, MaskName, is_channel_mask, resolve_mask
+from flowspec.layers.masks import (
+    MASKS,
+    Mask,
+    MaskName,
+    is_channel_mask,
+    resolve_mask,
+    split_axis,
+)
 from flowspec.layers.nets import NETS, MLPSpec, NetSpec
 from flowspec.layers.transforms import (
     AdditiveSpec,
@@ -90,7 +97,8 @@ class AdditiveCouplingSpec(CouplingFields):
 class AffineCouplingSpec(CouplingFields):
     """Affine coupling. ``log_scale`` bounds the network's raw log-scale output:
     ``tanh`` (course notebook), ``scaled_tanh`` (scale * tanh(raw) with a learned scale per
-    element, RealNVP), ``sigmoid`` (log sigmoid(raw + 2), Glow) or ``none`` (unbounded)."""
+    element, RealNVP), ``sigmoid`` (log sigmoid(raw + 2), Glow), ``sigmoid2`` (log(2 sigmoid(raw)):
+    Jet's scale in (0, 2), 1 at raw = 0) or ``none`` (unbounded)."""
 
     type: Literal["affine_coupling"]
     log_scale: LogScale = "scaled_tanh"
@@ -100,23 +108,26 @@ class AffineCouplingSpec(CouplingFields):
         return AffineSpec(log_scale=self.log_scale)
 
 
+_RANK_WORDS = {1: "vectors", 2: "token sequences", 3: "images"}
+_NETS_FOR_RANK = {1: "mlp", 2: "vit", 3: "glow_conv or resnet"}
+
+
 def infer_coupling(spec: CouplingFields, ctx: InferContext) -> Inferred:
     """Resolve the mask and check it, the conditioner and the input mode against the shape."""
     shape, problems = ctx.in_shape, []
     rank = len(shape)
     if isinstance(spec.mask, str) and rank not in MASKS[spec.mask].ranks:
         names = sorted(k for k, v in MASKS.items() if rank in v.ranks)
-        kind = "vectors" if rank == 1 else "images"
         problems.append(
             Problem(
                 "mask-rank",
                 f"mask '{spec.mask}' does not apply to input of shape {shape}",
-                f"masks for {kind}: {', '.join(names)}",
+                f"masks for {_RANK_WORDS[rank]}: {', '.join(names)}",
                 ("mask",),
             )
         )
         return Inferred((shape,), {"mask": ()}, tuple(problems))
-    mask = resolve_mask(spec.mask, shape, ctx.repeat_index)
+    mask = resolve_mask(spec.mask, shape, ctx.repeat_index, ctx.grid, ctx.seed)
     if len(mask) != numel(shape):
         problems.append(
             Problem(
@@ -137,33 +148,48 @@ def infer_coupling(spec: CouplingFields, ctx: InferContext) -> Inferred:
                 ("mask",),
             )
         )
-    net_rank = NETS[spec.net.type].rank
-    if net_rank != rank:
-        better = "mlp" if rank == 1 else "glow_conv or resnet"
+    net = NETS[spec.net.type]
+    if net.rank != rank:
         problems.append(
             Problem(
                 "net-rank",
                 f"conditioner '{spec.net.type}' cannot take input of shape {shape}",
-                f"use net type {better}",
+                f"use net type {_NETS_FOR_RANK[rank]}",
                 ("net", "type"),
             )
         )
-    if (
-        rank == 3
-        and spec.net_input == "half"
-        and len(mask) == numel(shape)
-        and not is_channel_mask(mask, shape)
-    ):
+    axis = split_axis(mask, shape) if len(mask) == numel(shape) else 1
+    if rank > 1 and spec.net_input == "half" and axis is None:
         problems.append(
             Problem(
                 "net-input",
-                "net_input 'half' on images needs a channel mask",
-                "use net_input: masked with checkerboard masks",
+                f"net_input 'half' on {_RANK_WORDS[rank]} needs a mask that keeps whole "
+                + ("channels" if rank == 3 else "tokens or the same values of every token"),
+                "use net_input: masked with checkerboard masks"
+                if rank == 3
+                else "use a channel or token mask, or net_input: masked",
                 ("net_input",),
             )
         )
-    radius = NETS[spec.net.type].radius(spec.net) if rank == 3 else None
-    return Inferred((shape,), {"mask": mask, "radius": radius}, tuple(problems))
+    if not problems and net.rank == rank:
+        kept, moved = _part_shapes(mask, shape, axis if spec.net_input == "half" else None)
+        problems += net.fits(spec.net, kept, moved)
+    radius = net.radius(spec.net) if rank == 3 else None
+    params: dict[str, Any] = {"mask": mask, "radius": radius}
+    if rank == 2:
+        params["grid"] = ctx.grid or (1, shape[0])
+    return Inferred((shape,), params, tuple(problems))
+
+
+def _part_shapes(mask: tuple[int, ...], shape: Shape, axis: int | None) -> tuple[Shape, Shape]:
+    """Shapes of what the conditioner reads and of what it parameterises: the kept and the
+    transformed slices along ``axis``, or the whole shape for ``net_input: masked``."""
+    if axis is None:
+        return shape, shape
+    stride = numel(shape[axis:])
+    kept = sum(mask[i * stride] for i in range(shape[axis - 1]))
+    before, after = shape[: axis - 1], shape[axis:]
+    return (*before, kept, *after), (*before, shape[axis - 1] - kept, *after)
 
 
 def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
@@ -196,6 +222,13 @@ def _describe(mask: str | tuple[int, ...]) -> str:
 
 
 def _empty_mask_hint(mask: str | tuple[int, ...], shape: Shape) -> str:
+    if len(shape) == 2 and isinstance(mask, str):
+        if "channel" in mask:
+            return "a channel mask needs at least 2 values per token: use a larger patch"
+        return (
+            "token masks need a patch grid of at least 2 rows (hstripes), 2 columns (vstripes) "
+            "or 2 tokens (checkerboard): use a smaller patch"
+        )
     if isinstance(mask, str) and "channel" in mask and shape[0] == 1:
         return "a channel mask needs at least 2 channels: squeeze first, or use a checkerboard mask"
     if isinstance(mask, str) and "checkerboard" in mask:
@@ -214,7 +247,16 @@ def _coupling_op(kind: str, spec: type[CouplingFields], summary: str) -> OpDef:
         summary=summary,
         mix=coupling_mix,
         module="coupling",
-        codes=("mask-rank", "mask-length", "mask-empty", "net-rank", "net-input"),
+        codes=(
+            "mask-rank",
+            "mask-length",
+            "mask-empty",
+            "net-rank",
+            "net-input",
+            "net-tokens",
+            "attention-heads",
+        ),
+        ranks=(1, 2, 3),
     )
 
 

@@ -1,8 +1,9 @@
 """The conditioner networks of couplings (``net: {type: ...}``): one table, torch-free.
 
 Each row of :data:`NETS` is a :class:`NetDef`: the spec model, the rank of input it takes (1:
-vectors, 3: images) and its receptive field (how far, in pixels, an output can see; None =
-dense), which the mixing analysis uses. The torch modules live in :mod:`flowspec.nn.nets`, in a
+vectors, 2: token sequences, 3: images), its receptive field (how far, in pixels, an output can
+see; None = dense), which the mixing analysis uses, and a check of the shapes it is asked to map
+(kept part in, transformed part out). The torch modules live in :mod:`flowspec.nn.nets`, in a
 table with the same keys. Adding a conditioner: a spec model and a row here, a module and a row
 there.
 """
@@ -15,9 +16,19 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from flowspec.layers.base import PositiveInt, SpecRow, StrictModel
+from flowspec.layers.base import PositiveInt, Problem, Shape, SpecRow, StrictModel
 
-__all__ = ["NETS", "Activation", "GlowConvSpec", "MLPSpec", "NetDef", "NetSpec", "ResNetSpec"]
+__all__ = [
+    "NETS",
+    "Activation",
+    "GlowConvSpec",
+    "MLPSpec",
+    "NetDef",
+    "NetSpec",
+    "ResNetSpec",
+    "ViTSpec",
+    "heads_problem",
+]
 
 Activation = Literal["relu", "tanh", "elu", "leaky_relu", "gelu", "silu"]
 
@@ -55,12 +66,64 @@ class ResNetSpec(StrictModel):
     zero_init: bool = True
 
 
+class ViTSpec(StrictModel):
+    """Jet's conditioner for couplings on token sequences: a bidirectional ViT (learned
+    positional embedding, ``depth`` pre-LayerNorm attention + MLP blocks of ``width`` channels
+    and ``heads`` heads, a final LayerNorm, a zero-initialised output projection). With a
+    token mask (``checkerboard``, ``vstripes``, ``hstripes``) and ``net_input: half`` it reads
+    only the kept tokens and its j-th output token parameterises the j-th transformed token, as
+    in Jet; with a channel mask it reads every token's kept values."""
+
+    type: Literal["vit"] = "vit"
+    width: PositiveInt = 64
+    depth: PositiveInt = 2
+    heads: PositiveInt = 4
+    mlp_ratio: PositiveInt = 4
+
+
+def heads_problem(width: int, heads: int, at: tuple[str | int, ...]) -> list[Problem]:
+    """A located problem when attention ``width`` does not split into ``heads`` equal heads."""
+    if width % heads == 0:
+        return []
+    return [
+        Problem(
+            "attention-heads",
+            f"width {width} does not split into {heads} heads of equal width",
+            f"use a width that is a multiple of {heads} (e.g. {heads * max(1, width // heads)})",
+            at,
+        )
+    ]
+
+
+def _no_problems(net: Any, kept: Shape, moved: Shape) -> list[Problem]:
+    return []
+
+
+def _vit_fits(net: ViTSpec, kept: Shape, moved: Shape) -> list[Problem]:
+    problems = heads_problem(net.width, net.heads, ("net", "heads"))
+    if kept[0] != moved[0]:
+        problems.append(
+            Problem(
+                "net-tokens",
+                f"the vit conditioner maps each kept token to one transformed token, but this "
+                f"mask keeps {kept[0]} tokens and transforms {moved[0]}",
+                "use a patch grid with an even number of tokens, a channel mask, or "
+                "net_input: masked",
+                ("mask",),
+            )
+        )
+    return problems
+
+
 @dataclass(frozen=True)
 class NetDef(SpecRow):
-    """One conditioner type: its spec model, the input rank it takes and its receptive field."""
+    """One conditioner type: its spec model, the input rank it takes, its receptive field, and
+    ``fits(net, kept_shape, moved_shape)``: the problems of mapping those shapes (located
+    relative to the coupling's spec path)."""
 
     rank: int
     radius: Callable[[Any], int | None]
+    fits: Callable[[Any, Shape, Shape], list[Problem]] = _no_problems
 
 
 NETS: dict[str, NetDef] = {
@@ -71,6 +134,8 @@ NETS: dict[str, NetDef] = {
         NetDef(GlowConvSpec, 3, lambda net: 2),
         # conv3x3 in, two conv3x3 per residual block, conv3x3 out
         NetDef(ResNetSpec, 3, lambda net: 2 + 2 * net.blocks),
+        # attention over every token it reads
+        NetDef(ViTSpec, 2, lambda net: None, _vit_fits),
     )
 }
 NetSpec = Annotated[Union[tuple(d.spec for d in NETS.values())], Field(discriminator="type")]  # type: ignore[valid-type]

@@ -1,4 +1,5 @@
-"""``permute``: a fixed permutation of the features (vectors) or channels (images).
+"""``permute``: a fixed permutation of the features (vectors), tokens (token sequences) or
+channels (images): always of axis 1 of ``(N, *shape)``.
 
 ``order: reverse`` reverses them; ``order: random`` draws a permutation from a seed (the op's
 ``seed``, else one derived from the flow's ``seed`` and the op's name), so the same spec always
@@ -34,7 +35,7 @@ def _infer(spec: PermuteSpec, ctx: InferContext) -> Inferred:
 
 
 def permutation_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
-    """Output slice i (feature or channel i) is input slice ``perm[i]``."""
+    """Output slice i (feature, token or channel i) is input slice ``perm[i]``."""
     perm = np.asarray(params["perm"], dtype=np.int64)
     return (deps.reshape(in_shape[0], -1, deps.shape[1])[perm].reshape(deps.shape),)
 
@@ -44,6 +45,7 @@ OP = OpDef(
     spec=PermuteSpec,
     infer=_infer,
     role="mixing",
-    summary="fixed permutation of features (vectors) or channels (images)",
+    summary="fixed permutation of features (vectors), tokens (token sequences) or channels",
     mix=permutation_mix,
+    ranks=(1, 2, 3),
 )

@@ -18,7 +18,7 @@ from flowspec.layers.base import SpecRow, StrictModel
 
 __all__ = ["TRANSFORMS", "AdditiveSpec", "AffineSpec", "LogScale", "TransformDef", "TransformSpec"]
 
-LogScale = Literal["tanh", "scaled_tanh", "sigmoid", "none"]
+LogScale = Literal["tanh", "scaled_tanh", "sigmoid", "sigmoid2", "none"]
 
 
 class AdditiveSpec(StrictModel):
@@ -30,7 +30,8 @@ class AdditiveSpec(StrictModel):
 class AffineSpec(StrictModel):
     """RealNVP: ``y = x * exp(s) + t``. ``log_scale`` bounds the network's raw log-scale output:
     ``tanh`` (course notebook), ``scaled_tanh`` (scale * tanh(raw) with a learned scale per
-    element, RealNVP), ``sigmoid`` (log sigmoid(raw + 2), Glow) or ``none`` (unbounded)."""
+    element, RealNVP), ``sigmoid`` (log sigmoid(raw + 2), Glow), ``sigmoid2`` (log(2 sigmoid(raw)):
+    Jet's scale in (0, 2), 1 at raw = 0) or ``none`` (unbounded)."""
 
     type: Literal["affine"] = "affine"
     log_scale: LogScale = "scaled_tanh"

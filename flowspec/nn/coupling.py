@@ -3,9 +3,10 @@
 With mask ``b`` (1 = kept, 0 = transformed), course notes eq. (7)-(8) / (27)-(28), for the affine
 transform: ``z = b*x + (1-b) * (x * exp(s(b*x)) + t(b*x))`` and
 ``x = b*z + (1-b) * ((z - t) * exp(-s))``, logdet ``sum((1-b) * s)``. With ``net_input: half``
-the kept and transformed parts are gathered along dim 1 (features or channels) instead, so the
-network sees only the kept part. Which elementwise map is applied is a row of
-:data:`flowspec.nn.transforms.TRANSFORMS`.
+the kept and transformed parts are gathered instead, along the axis the mask cuts (features,
+channels, whole tokens, or the same values of every token: ``flowspec.layers.masks.split_axis``),
+so the network sees only the kept part (Jet's couplings on tokens). Which elementwise map is
+applied is a row of :data:`flowspec.nn.transforms.TRANSFORMS`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from flowspec.layers.masks import split_axis
 from flowspec.nn.base import Bijection, sum_except_batch, zeros_logdet
 from flowspec.nn.nets import build_net
 from flowspec.nn.transforms import Transform, build_transform
@@ -40,15 +42,19 @@ class Coupling(Bijection):
         self.transform = transform
         b = torch.tensor(mask, dtype=torch.float32).reshape(1, *shape)
         if self.half:
-            per = prod(shape[1:])
-            kept = [i for i in range(shape[0]) if mask[i * per]]
-            moved = [i for i in range(shape[0]) if not mask[i * per]]
+            # gather along the axis the mask cuts: features, channels, tokens or token values
+            self.axis = split_axis(mask, shape) or 1
+            stride = prod(shape[self.axis :])
+            size = shape[self.axis - 1]
+            kept = [i for i in range(size) if mask[i * stride]]
+            moved = [i for i in range(size) if not mask[i * stride]]
             order = torch.tensor(kept + moved)
             self.n_kept = len(kept)
-            self.contiguous = kept + moved == list(range(shape[0]))
+            self.contiguous = kept + moved == list(range(size))
             self.register_buffer("order", order, persistent=False)
             self.register_buffer("unorder", torch.argsort(order), persistent=False)
-            in_shape, out_shape = (len(kept), *shape[1:]), (len(moved), *shape[1:])
+            before, after = shape[: self.axis - 1], shape[self.axis :]
+            in_shape, out_shape = (*before, len(kept), *after), (*before, len(moved), *after)
         else:
             self.contiguous = True
             self.register_buffer("b", b, persistent=False)
@@ -59,12 +65,12 @@ class Coupling(Bijection):
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if not self.contiguous:
-            x = x.index_select(1, self.order)
-        return x[:, : self.n_kept], x[:, self.n_kept :]
+            x = x.index_select(self.axis, self.order)
+        return x.split([self.n_kept, x.shape[self.axis] - self.n_kept], dim=self.axis)
 
     def _merge(self, kept: Tensor, moved: Tensor) -> Tensor:
-        y = torch.cat([kept, moved], dim=1)
-        return y if self.contiguous else y.index_select(1, self.unorder)
+        y = torch.cat([kept, moved], dim=self.axis)
+        return y if self.contiguous else y.index_select(self.axis, self.unorder)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.half:

@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from flowspec.layers.nets import GlowConvSpec, MLPSpec, ResNetSpec
+from flowspec.nn.vit import ViTNet
 
 __all__ = ["ACTIVATIONS", "NETS", "GlowConvNet", "MLPNet", "ResNet", "build_net"]
 
@@ -139,7 +140,12 @@ class ResNet(nn.Module):
         return self.layers(x).chunk(self.n_out, dim=1)
 
 
-NETS: dict[str, type[nn.Module]] = {"mlp": MLPNet, "glow_conv": GlowConvNet, "resnet": ResNet}
+NETS: dict[str, type[nn.Module]] = {
+    "mlp": MLPNet,
+    "glow_conv": GlowConvNet,
+    "resnet": ResNet,
+    "vit": ViTNet,
+}
 
 
 def build_net(

@@ -10,6 +10,7 @@ undoes it. ``layer`` is the coupling that owns any learned parameter the transfo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,10 @@ LOG_SCALES: dict[str, Callable[[nn.Module, Tensor], Tensor]] = {
     "scaled_tanh": lambda layer, raw: layer.scale * torch.tanh(raw),
     # Glow: scale = sigmoid(raw + 2), floored (see SIGMOID_LOG_SCALE_MIN)
     "sigmoid": lambda layer, raw: F.logsigmoid(raw + 2.0).clamp(min=SIGMOID_LOG_SCALE_MIN),
+    # Jet: scale = 2 sigmoid(raw), in (0, 2), 1 at raw = 0; floored like Glow's
+    "sigmoid2": lambda layer, raw: (F.logsigmoid(raw) + math.log(2.0)).clamp(
+        min=SIGMOID_LOG_SCALE_MIN
+    ),
     "none": lambda layer, raw: raw,
 }
 

@@ -29,8 +29,11 @@ FIELD_LIMITS: dict[str, tuple[str, str | None]] = {
     # field: (limit on each value, limit on the number of values)
     "hidden": ("width", "blocks"),
     "channels": ("width", None),
+    "width": ("width", None),
+    "mlp_ratio": ("width", None),
     "components": ("width", None),
     "blocks": ("blocks", None),
+    "depth": ("blocks", None),
     "threads": ("threads", None),
 }
 
@@ -64,7 +67,12 @@ def _blocks(spec: FlowSpec) -> Iterator[tuple[PathKey, int]]:
 
 
 def _fields(model: BaseModel, path: PathKey) -> Iterator[tuple[PathKey, str, Any]]:
-    """Every ``(path, field name, value)`` of a model tree, each written value once."""
+    """Every ``(path, field name, value)`` of a model tree, each written value once (a value in
+    a repeat block's ``vary`` table under the key it sets)."""
+    if isinstance(model, RepeatSpec):
+        for key, values in model.vary.items():
+            for r, value in enumerate(values):
+                yield (*path, "vary", key, r), key.split(".")[-1], value
     for name in type(model).model_fields:
         value = getattr(model, name)
         yield (*path, name), name, value

@@ -44,10 +44,13 @@ def _item_tag(value: Any) -> str | None:
 
 
 class RepeatSpec(StrictModel):
-    """``repeat: K`` and a ``body`` list: the body, K times over, each copy with its own weights."""
+    """``repeat: K`` and a ``body`` list: the body, K times over, each copy with its own weights.
+    ``vary`` gives keys of the body one value per repetition (``0.depth: [8, 2, 2, 2]``: body
+    item 0 gets ``depth: 8`` in repetition 0, ``2`` in the others); see ``flowspec.spec.vary``."""
 
     repeat: PositiveInt
     body: tuple[LayerItem, ...]
+    vary: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
 
 
 LayerItem = Annotated[

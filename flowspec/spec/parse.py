@@ -25,6 +25,7 @@ from flowspec.spec.models import FlowSpec
 from flowspec.spec.scalars import yaml11_reading
 from flowspec.spec.source import PathKey, Source
 from flowspec.spec.upgrade import upgrade_spec
+from flowspec.spec.vary import vary_problems
 
 __all__ = ["parse_spec"]
 
@@ -65,6 +66,9 @@ def parse_spec(source: Source) -> FlowSpec:
     problems = check_budget(spec)
     if problems:
         raise SpecError(problems)
+    varied = vary_problems(spec, source.locate)  # within the limits: repetitions are bounded
+    if varied:
+        raise SpecError(_dedupe(varied))
     return spec
 
 

@@ -13,7 +13,7 @@ import flowspec
 from flowspec.errors import GraphError
 from flowspec.graph import FlowGraph, check_graph
 from flowspec.nn.oracles import perturb_parameters
-from tests.catalogue import MLP
+from tests.catalogue import MLP, TOKENS, VIT
 from tests.helpers import ROOT, example_spec
 
 MOONS = "specs/realnvp_moons.yaml"
@@ -119,6 +119,40 @@ MIXING_CASES = {
                 "mask": "channel_second",
                 "net": {"type": "glow_conv", "channels": 8},
             },
+        ],
+    ),
+    "tarflow": example_spec(
+        [1, 4, 4],
+        [
+            TOKENS,
+            {"type": "tarflow", "width": 8, "heads": 2, "depth": 1, "clip": 2.0},
+            {"type": "permute", "order": "random"},
+            {
+                "type": "tarflow",
+                "width": 8,
+                "heads": 2,
+                "order": "reverse",
+                "start": "learned",
+                "log_scale": "softplus",
+            },
+        ],
+    ),
+    "tarflow-one-block": example_spec(
+        [2, 2, 4], [TOKENS, {"type": "tarflow", "width": 8, "heads": 2, "clip": 2.0}]
+    ),
+    "jet": example_spec(
+        [1, 4, 8],
+        [
+            TOKENS,
+            {"type": "affine_coupling", "mask": "random_channel", "net": VIT},
+            {"type": "affine_coupling", "mask": "vstripes", "log_scale": "sigmoid2", "net": VIT},
+        ],
+    ),
+    "jet-masked": example_spec(
+        [1, 4, 4],
+        [
+            TOKENS,
+            {"type": "affine_coupling", "mask": "hstripes_odd", "net_input": "masked", "net": VIT},
         ],
     ),
 }

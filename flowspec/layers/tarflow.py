@@ -1,0 +1,106 @@
+"""``tarflow``: TarFlow's autoregressive affine block over a token sequence (Zhai et al. 2025).
+
+On tokens ``x`` of shape ``(T, D)`` a causal transformer computes, for each token ``i``, a shift
+``b_i`` and a log-scale ``a_i`` from the tokens before it only; the block maps
+``z_i = (x_i - b_i) * exp(-a_i)`` (log-determinant ``-sum(a)``). Its Jacobian is block
+lower-triangular over tokens with diagonal blocks ``diag(exp(-a_i))``.
+
+``start: shift`` is TarFlow's one-token output shift: the transformer reads tokens ``0..T-2``
+and its output at position ``i - 1`` parameterises token ``i``, so token 0 passes unchanged.
+``start: learned`` is STARFlow's start-of-sequence token: the transformer reads a learned start
+token followed by tokens ``0..T-2``, so token 0 gets a learned affine map too. ``order: reverse``
+runs the autoregression from the last token to the first; ``alternating`` is ``forward`` on even
+repetitions of the enclosing ``repeat`` and ``reverse`` on odd ones (TarFlow alternates its
+blocks' direction). ``log_scale: softplus`` is STARFlow's ``exp(a) = softplus(raw + log(e - 1))``
+(1 at ``raw = 0``); ``clip: c`` is STARFlow's ``soft_clip``, ``c * tanh(out / c)`` on both outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from flowspec.layers.base import (
+    Deps,
+    InferContext,
+    Inferred,
+    OpDef,
+    PositiveInt,
+    Problem,
+    Shape,
+    StrictModel,
+)
+from flowspec.layers.bits import or_reduce
+from flowspec.layers.nets import heads_problem
+
+__all__ = ["OP", "TarFlowSpec", "triangular_mix"]
+
+
+class TarFlowSpec(StrictModel):
+    """A TarFlow block: ``depth`` causal pre-LayerNorm attention + MLP layers of ``width``
+    channels and ``heads`` heads over the tokens, an input projection and learned positional
+    embedding before them, a zero-initialised output projection after them (a fresh block is
+    the identity). ``log_scale: none`` is TarFlow's ``exp(-a)``; ``softplus`` and ``clip`` are
+    STARFlow's options."""
+
+    type: Literal["tarflow"]
+    width: PositiveInt = 64
+    depth: PositiveInt = 2
+    heads: PositiveInt = 4
+    mlp_ratio: PositiveInt = 4
+    log_scale: Literal["none", "softplus"] = "none"
+    clip: Annotated[float, Field(gt=0)] | None = None
+    order: Literal["forward", "reverse", "alternating"] = "forward"
+    start: Literal["shift", "learned"] = "shift"
+
+
+def _infer(spec: TarFlowSpec, ctx: InferContext) -> Inferred:
+    problems = heads_problem(spec.width, spec.heads, ("heads",))
+    if ctx.in_shape[0] == 1 and spec.start == "shift":
+        problems.append(
+            Problem(
+                "tarflow-tokens",
+                "a tarflow block with start: shift leaves token 0 unchanged, and this sequence "
+                f"has only 1 token (shape {ctx.in_shape}), so it would transform nothing",
+                "use a smaller patch size, or start: learned",
+                (),
+            )
+        )
+    reverse = spec.order == "reverse" or (spec.order == "alternating" and ctx.repeat_index % 2)
+    return Inferred((ctx.in_shape,), {"reverse": bool(reverse)}, tuple(problems))
+
+
+def triangular_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+    """Token ``i`` of the output depends on its own input elements (elementwise) and on every
+    element of the tokens before it (after it, for a reversed block).
+
+    Example:
+        >>> rows = np.array([[1], [2], [4]], dtype=np.uint64)  # 3 tokens of 1 value
+        >>> triangular_mix({"reverse": False}, (3, 1), rows)[0].ravel().tolist()
+        [1, 3, 7]
+    """
+    t, d = in_shape
+    rows = deps.reshape(t, d, -1)
+    tokens = or_reduce(rows, axis=1)  # (t, words): every value of each token
+    if params["reverse"]:
+        tokens = tokens[::-1]
+    before = np.zeros_like(tokens)
+    before[1:] = np.bitwise_or.accumulate(tokens, axis=0)[:-1]  # tokens strictly before
+    if params["reverse"]:
+        before = before[::-1]
+    return ((rows | before[:, None, :]).reshape(deps.shape),)
+
+
+OP = OpDef(
+    kind="tarflow",
+    spec=TarFlowSpec,
+    infer=_infer,
+    role="autoregressive",
+    summary="TarFlow block: causal-transformer affine autoregression over tokens",
+    mix=triangular_mix,
+    ranks=(2,),
+    codes=("attention-heads", "tarflow-tokens"),
+)
