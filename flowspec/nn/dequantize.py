@@ -3,8 +3,11 @@
 ``Dequantize``: integers ``x`` in 0..levels-1 -> ``y = (x + u) / levels`` in [0, 1), with
 ``u ~ U[0, 1)^D`` drawn in every forward pass (RealNVP, Glow); logdet ``-D log(levels)``, so the
 flow's ``log_prob`` is the density of ``x + u`` at the data's integer scale. The inverse floors
-back to integers. ``noise`` and ``round`` can be switched off to get the deterministic scaling
-``y = x / levels`` alone (used by the numerical oracles). Elementwise on any shape ``(N, ...)``.
+back to integers. With Gaussian noise augmentation (``sigma``), training mode draws
+``y = (x + 1/2) / levels + sigma * e``, ``e ~ N(0, I)``, and eval mode stays uniform (see
+``flowspec.layers.dequantize``). ``noise`` and ``round`` can be switched off to get the
+deterministic scaling ``y = x / levels`` alone (used by the numerical oracles). Elementwise on any
+shape ``(N, ...)``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ __all__ = ["Dequantize", "build"]
 class Dequantize(Bijection):
     """Uniform dequantisation of integer data; see the module docstring."""
 
-    def __init__(self, shape: tuple[int, ...], levels: int) -> None:
+    def __init__(self, shape: tuple[int, ...], levels: int, sigma: float | None = None) -> None:
         super().__init__()
         self.levels = levels
+        # Gaussian noise augmentation, in units of one level (None: uniform dequantisation)
+        self.noise_levels = None if sigma is None else sigma * levels
         self.log_levels_total = prod(shape) * math.log(levels)
         self.noise = True
         self.round = True
@@ -36,7 +41,9 @@ class Dequantize(Bijection):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if not x.is_floating_point():
             x = x.to(self._ref.dtype)
-        if self.noise:
+        if self.noise and self.noise_levels is not None and self.training:
+            x = x + 0.5 + self.noise_levels * torch.randn_like(x)
+        elif self.noise:
             x = x + torch.rand_like(x)
         logdet = torch.full((x.shape[0],), -self.log_levels_total, dtype=x.dtype, device=x.device)
         return x / self.levels, logdet
@@ -47,4 +54,5 @@ class Dequantize(Bijection):
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Dequantize:
-    return Dequantize(in_shape, spec.levels)
+    sigma = spec.noise.sigma if spec.noise.type == "gaussian" else None
+    return Dequantize(in_shape, spec.levels, sigma)
