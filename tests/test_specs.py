@@ -10,7 +10,7 @@ import torch
 
 import flowspec
 from flowspec.nn.oracles import deterministic, example_inputs, jacobian_logdet, perturb_parameters
-from tests.helpers import LARGE_SPECS, ROOT, SPEC_FILES
+from tests.helpers import HUGE_SPECS, LARGE_SPECS, ROOT, SPEC_FILES
 
 SMALL = [p for p in SPEC_FILES if p.stem not in LARGE_SPECS]
 
@@ -24,8 +24,26 @@ def test_specs_are_shipped() -> None:
 def test_spec_validates_and_compiles(path: Path) -> None:
     graph = flowspec.build_graph(path)
     assert graph.latent_size() == math.prod(graph.input_shape) == math.prod(graph.spec.input.shape)
-    flow = flowspec.compile(path)
+    with torch.device("meta" if path.stem in HUGE_SPECS else "cpu"):
+        flow = flowspec.compile(path)
     assert flow.num_parameters() > 0
+
+
+# Parameter counts of the paper-size transformer flows against their sources (the spec comments
+# say where each number comes from and why the two differ).
+PAPER_COUNTS = {
+    "tarflow_imagenet64": 460_142_784,  # apple/ml-tarflow transformer_flow.py, 2-768-8-8
+    "jet_imagenet64": 207_177_216,  # big_vision jet.py with configs/proj/jet/imagenet64.py
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_COUNTS))
+def test_paper_size_transformer_flows_match_their_sources(name: str) -> None:
+    with torch.device("meta"):
+        flow = flowspec.compile(ROOT / "specs" / f"{name}.yaml")
+    count = flow.num_parameters()
+    assert abs(count / PAPER_COUNTS[name] - 1) < 0.02, count
+    assert f"{count:,}" in (ROOT / "specs" / f"{name}.yaml").read_text()
 
 
 @pytest.mark.parametrize("path", SMALL, ids=lambda p: p.stem)

@@ -20,7 +20,16 @@ def _detail(op: Any) -> str:
     net = getattr(op.spec, "net", None)
     if net is not None:
         size = getattr(net, "hidden", None) or getattr(net, "channels", "")
+        if net.type == "vit":
+            size = f" width {net.width} depth {net.depth} heads {net.heads}"
         parts.append(f"net {net.type}{list(size) if isinstance(size, tuple) else size}")
+    if op.kind == "tarflow":
+        spec = op.spec
+        parts.append(f"width {spec.width} depth {spec.depth} heads {spec.heads}")
+        parts.append("reverse" if op.params["reverse"] else "forward")
+        parts.append(f"start {spec.start}" + (f", clip {spec.clip}" if spec.clip else ""))
+    if op.kind == "patchify":
+        parts.append(f"patch {op.spec.patch}, grid {'x'.join(map(str, op.params['grid']))}")
     fields = type(op.spec).model_fields
     if "log_scale" in fields:
         parts.append(f"log_scale {op.spec.log_scale}")

@@ -4,11 +4,11 @@
 (bidirectional, Jet). It maps tokens ``(N, T, in_width)`` to ``P`` parameters per output element,
 ``(N, P, T, out_width)`` (parameter-major, as every conditioner in ``flowspec.nn``):
 
-1. ``h = proj_in(x) + pos[:T] (+ context embedding)``: a linear input projection to the model
-   width and a learned positional embedding. An optional context is embedded to one vector of
-   model width per example and ADDED TO EVERY TOKEN: class labels ``(N,)`` through an embedding
-   table (``context="class"``), or real vectors ``(N, context_size)`` through a linear map
-   (``context="vector"``).
+1. ``h = proj_in(x) + pos[:T] (+ proj_context(c))``: a linear input projection to the model
+   width and a learned positional embedding. A conditional flow's context features ``c``
+   ``(N, context)`` (a class label's embedding or one-hot vector, or a real vector: the flow
+   encodes the context once for all its layers) are mapped linearly to one vector of model width
+   per example and ADDED TO EVERY TOKEN, as TarFlow adds its class embedding.
 2. ``depth`` pre-LayerNorm blocks ``h += attention(LN(h)); h += MLP(LN(h))`` with a GELU MLP of
    ``mlp_ratio * width`` hidden units; causal attention lets token ``i`` see tokens ``<= i`` only.
 3. An optional final LayerNorm (ViT's encoder norm; TarFlow has none) and a ZERO-INITIALISED
@@ -17,43 +17,31 @@
 
 Causal models can also run one token at a time: ``new_cache`` allocates a :class:`KVCache` for
 all ``tokens`` positions, and each ``step`` embeds one new token at the cache's position, writes
-its keys and values into their slot and attends to the slots filled so far (a mask hides the
-rest). The cache has a fixed shape and its position is a tensor, so ``torch.compile`` traces
-``step`` once and reuses that graph for every position. Attention is
+its keys and values into their slot and attends to the slots filled so far. The cache has a fixed
+shape and its position is a tensor; under ``torch.compile`` a mask hides the empty slots, so
+``step`` is traced once and that graph serves every position, while eager steps attend to the
+filled slots only (no wasted work on empty ones). Attention is
 ``torch.nn.functional.scaled_dot_product_attention`` throughout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CONTEXTS", "KVCache", "TokenTransformer"]
-
-
-def _class_embedding(classes: int, width: int) -> nn.Module:
-    table = nn.Embedding(classes, width)
-    nn.init.normal_(table.weight, std=0.02)
-    return table
-
-
-# context kind -> builder of the module that maps one context per example to (N, width).
-CONTEXTS: dict[str, Callable[[int, int], nn.Module]] = {
-    "class": _class_embedding,
-    "vector": nn.Linear,
-}
+__all__ = ["KVCache", "TokenTransformer"]
 
 
 @dataclass
 class KVCache:
     """Keys and values of every position, ``(N, heads, tokens, head_width)`` per layer, filled
     up to ``position`` (a 0-dim integer tensor: the number of tokens seen so far, which is also
-    the position of the next one). ``TokenTransformer.step`` replaces the tensors (it never
-    writes into them in place, so the cached pass stays differentiable)."""
+    the position of the next one). ``TokenTransformer.step`` writes each new token's keys and
+    values into its slot: in place under ``torch.no_grad`` (sampling), into new tensors when
+    gradients are recorded, so the cached pass stays differentiable."""
 
     keys: list[Tensor]
     values: list[Tensor]
@@ -63,6 +51,15 @@ class KVCache:
     def length(self) -> int:
         """The number of tokens the cache holds (reads the position tensor)."""
         return int(self.position)
+
+
+def _write(cache: Tensor, new: Tensor, position: Tensor) -> Tensor:
+    """``cache`` with the one-token ``new`` at ``position`` along dim 2: written in place when no
+    gradient is recorded (sampling), into a new tensor otherwise (the cached pass stays
+    differentiable)."""
+    if torch.is_grad_enabled():
+        return cache.index_copy(2, position.reshape(1), new)
+    return cache.index_copy_(2, position.reshape(1), new)
 
 
 class _SelfAttention(nn.Module):
@@ -86,11 +83,14 @@ class _SelfAttention(nn.Module):
         return self._merge(F.scaled_dot_product_attention(q, k, v, is_causal=causal))
 
     def step(
-        self, x: Tensor, keys: Tensor, values: Tensor, slot: Tensor, visible: Tensor
+        self, x: Tensor, keys: Tensor, values: Tensor, position: Tensor, seen: Tensor | int
     ) -> tuple[Tensor, Tensor, Tensor]:
         q, k, v = self._split(x)
-        keys, values = torch.where(slot, k, keys), torch.where(slot, v, values)
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
+        keys, values = _write(keys, k, position), _write(values, v, position)
+        if isinstance(seen, int):  # eager: attend to the filled slots only
+            y = F.scaled_dot_product_attention(q, keys[:, :, :seen], values[:, :, :seen])
+        else:  # compiled: every slot, the empty ones masked, so the shapes never change
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=seen)
         return self._merge(y), keys, values
 
 
@@ -109,9 +109,9 @@ class _Block(nn.Module):
         return h + self.mlp(self.norm_mlp(h))
 
     def step(
-        self, h: Tensor, keys: Tensor, values: Tensor, slot: Tensor, visible: Tensor
+        self, h: Tensor, keys: Tensor, values: Tensor, position: Tensor, seen: Tensor | int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        a, keys, values = self.attn.step(self.norm_attn(h), keys, values, slot, visible)
+        a, keys, values = self.attn.step(self.norm_attn(h), keys, values, position, seen)
         h = h + a
         return h + self.mlp(self.norm_mlp(h)), keys, values
 
@@ -131,8 +131,7 @@ class TokenTransformer(nn.Module):
         causal: token ``i`` sees only tokens ``<= i``; enables ``step``.
         final_norm: a LayerNorm before the output projection (ViT's encoder norm).
         pos_std: standard deviation of the initial positional embedding.
-        context: ``None``, ``"class"`` or ``"vector"`` (see ``CONTEXTS``).
-        context_size: number of classes, or length of the context vector.
+        context: width of the context features it takes per example (0: none).
 
     Example:
         >>> net = TokenTransformer(6, 4, params=2, width=16, heads=2, causal=True)
@@ -157,8 +156,7 @@ class TokenTransformer(nn.Module):
         causal: bool = False,
         final_norm: bool = False,
         pos_std: float = 0.02,
-        context: str | None = None,
-        context_size: int = 0,
+        context: int = 0,
     ) -> None:
         super().__init__()
         out_width = in_width if out_width is None else out_width
@@ -175,17 +173,15 @@ class TokenTransformer(nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if heads < 1 or width < 1 or width % heads:
             raise ValueError(f"width {width} is not divisible by heads {heads}")
-        if context is not None and context not in CONTEXTS:
-            raise ValueError(f"unknown context {context!r}; choose one of {sorted(CONTEXTS)}")
-        if context is not None and context_size < 1:
-            raise ValueError(f"context={context!r} needs a positive context_size")
+        if context < 0:
+            raise ValueError(f"context must be a width >= 0, got {context}")
         self.tokens, self.params, self.causal = tokens, params, causal
         self.out_width = out_width
         self.heads, self.head_width = heads, width // heads
         self.proj_in = nn.Linear(in_width, width)
         self.pos = nn.Parameter(torch.randn(tokens, width) * pos_std)
-        self.context_kind = context
-        self.embed_context = CONTEXTS[context](context_size, width) if context else None
+        self.context = context
+        self.proj_context = nn.Linear(context, width) if context else None
         self.blocks = nn.ModuleList(_Block(width, heads, mlp_ratio) for _ in range(depth))
         self.norm_out = nn.LayerNorm(width) if final_norm else nn.Identity()
         self.proj_out = nn.Linear(width, params * self.out_width)
@@ -194,13 +190,13 @@ class TokenTransformer(nn.Module):
         self.register_buffer("slots", torch.arange(tokens), persistent=False)
 
     def _embed(self, h: Tensor, context: Tensor | None) -> Tensor:
-        if self.embed_context is None:
+        if self.proj_context is None:
             if context is not None:
                 raise ValueError("this transformer was built without a context; got one")
             return h
         if context is None:
-            raise ValueError(f"this transformer needs a {self.context_kind} context; got None")
-        return h + self.embed_context(context).unsqueeze(1)
+            raise ValueError(f"this transformer needs context features (N, {self.context})")
+        return h + self.proj_context(context.to(h.dtype)).unsqueeze(1)
 
     def _read_out(self, h: Tensor) -> Tensor:
         n, t, _ = h.shape
@@ -212,7 +208,7 @@ class TokenTransformer(nn.Module):
 
         Arguments:
             x: tokens ``(N, T, in_width)`` with ``T <= tokens``, at positions ``0 .. T-1``.
-            context: class labels ``(N,)`` or vectors ``(N, context_size)``, if built with one.
+            context: features ``(N, context)``, if built with a context.
 
         Returns:
             Parameters ``(N, P, T, out_width)``.
@@ -249,18 +245,20 @@ class TokenTransformer(nn.Module):
         Returns:
             Parameters for that position, ``(N, P, 1, out_width)``.
         """
-        if not torch.compiler.is_compiling():  # eager checks; a compiled step never syncs
+        position = cache.position
+        seen: Tensor | int
+        if torch.compiler.is_compiling():  # one graph for every position: a mask, no sync
+            seen = (self.slots <= position).reshape(1, 1, 1, -1)
+        else:  # eager: check the arguments, and attend to the filled slots only
             if x.dim() != 3 or x.shape[1] != 1:
                 raise ValueError(f"step takes one token (N, 1, D), got shape {tuple(x.shape)}")
-            if cache.length >= self.tokens:
+            seen = cache.length + 1
+            if seen > self.tokens:
                 raise ValueError(f"the cache already holds all {self.tokens} positions")
-        position = cache.position
-        slot = (self.slots == position).reshape(1, 1, -1, 1)
-        visible = (self.slots <= position).reshape(1, 1, 1, -1)
         h = self._embed(self.proj_in(x) + self.pos.index_select(0, position.reshape(1)), context)
         for i, block in enumerate(self.blocks):
             h, cache.keys[i], cache.values[i] = block.step(
-                h, cache.keys[i], cache.values[i], slot, visible
+                h, cache.keys[i], cache.values[i], position, seen
             )
         cache.position = position + 1
         return self._read_out(h)

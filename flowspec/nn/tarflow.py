@@ -76,7 +76,7 @@ class TarFlowBlock(Bijection):
         clip: soft-clip bound ``c`` of the transformer outputs, or None.
         reverse: run the autoregression from the last token to the first.
         start: ``"shift"`` (TarFlow) or ``"learned"`` (STARFlow's start token).
-        context, context_size: optional class or vector context (see ``TokenTransformer``).
+        context: width of the context features it takes (0: none; see ``TokenTransformer``).
 
     Example:
         >>> block = TarFlowBlock(4, 3, width=16, heads=2, clip=4.0)
@@ -101,8 +101,7 @@ class TarFlowBlock(Bijection):
         clip: float | None = None,
         reverse: bool = False,
         start: str = "shift",
-        context: str | None = None,
-        context_size: int = 0,
+        context: int = 0,
     ) -> None:
         super().__init__()
         if log_scale not in LOG_SCALES:
@@ -130,7 +129,6 @@ class TarFlowBlock(Bijection):
             causal=True,
             pos_std=0.01,
             context=context,
-            context_size=context_size,
         )
 
     def _check(self, x: Tensor) -> None:
@@ -154,7 +152,7 @@ class TarFlowBlock(Bijection):
 
         Arguments:
             x: tokens ``(N, T, D)``.
-            context: class labels ``(N,)`` or vectors ``(N, context_size)``, if built with one.
+            context: features ``(N, context)``, if built with a context.
 
         Returns:
             ``z`` of shape ``(N, T, D)`` and ``logdet = log|det dz/dx|`` of shape ``(N,)``.
