@@ -230,13 +230,18 @@ OP_EXAMPLES: dict[str, list[Example]] = {
         ("tokens-random", [1, 4, 4], [TOKENS, {"type": "permute", "order": "random"}]),
         ("tokens-reverse", [2, 2, 4], [TOKENS, {"type": "permute", "order": "reverse"}]),
     ],
-    "actnorm": _on({"type": "actnorm"}, [3], [1, 4, 4], [2, 4, 6], [3, 8, 8]),
+    "actnorm": [
+        *_on({"type": "actnorm"}, [3], [1, 4, 4], [2, 4, 6], [3, 8, 8]),
+        ("tokens", [2, 4, 4], [TOKENS, {"type": "actnorm"}]),
+    ],
     "scale": _on({"type": "scale"}, [3], [1, 2, 2]),
     "batchnorm": _on({"type": "batchnorm"}, [3], [2, 2, 3], [1, 4, 4], [2, 4, 6]),
     "invconv": [
         *_on({"type": "invconv"}, [3], name="lu"),
         *_on({"type": "invconv", "lu": True}, [1, 4, 4], [2, 4, 6], [3, 8, 8], name="lu"),
         *_on({"type": "invconv", "lu": False}, [3, 2, 2], [2, 4, 6], [3, 8, 8], name="plain"),
+        ("tokens-lu", [1, 4, 4], [TOKENS, {"type": "invconv"}]),
+        ("tokens-plain", [2, 2, 4], [TOKENS, {"type": "invconv", "lu": False}]),
     ],
     "squeeze": _on({"type": "squeeze"}, [2, 4, 2], [1, 4, 4], [2, 4, 6], [3, 8, 8]),
     "patchify": [

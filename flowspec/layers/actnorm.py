@@ -1,7 +1,8 @@
 """``actnorm``: Glow's activation normalisation, z = x * exp(log_scale) + bias.
 
-One scale and bias per feature (vectors) or per channel (images, shared over H x W, so the
-log-determinant is H * W * sum(log_scale)). Initialised from the first batch it sees so that its
+One scale and bias per feature (vectors), per channel (images, shared over H x W, so the
+log-determinant is H * W * sum(log_scale)) or per token value (token sequences, shared over the
+T tokens). Initialised from the first batch it sees so that its
 output has zero mean and unit variance per feature/channel; whether that happened is part of the
 weights file, so a loaded model is never initialised again.
 """
@@ -26,4 +27,5 @@ OP = OpDef(
     infer=same_shape,
     role="elementwise",
     summary="per-feature/channel affine map with data-dependent initialisation (Glow)",
+    ranks=(1, 2, 3),
 )

@@ -3,7 +3,8 @@
 Log-determinant H * W * log|det W|. ``lu: true`` parameterises W = P L (U + diag(sign * exp(log_s)))
 with P fixed, L unit-lower, U strictly upper, so the log-determinant is H * W * sum(log_s) in O(C);
 ``lu: false`` keeps W plain and uses slogdet. Initialised from a random rotation. On vectors it
-is a learned invertible D x D linear map.
+is a learned invertible D x D linear map; on token sequences ``(T, D)`` the same D x D map of
+every token's values (log-determinant T * log|det W|).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def _infer(spec: InvConvSpec, ctx: InferContext) -> Inferred:
 
 def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
     """Every channel at a position depends on all channels at that position (O(D) ORs)."""
+    if len(in_shape) == 2:  # tokens: the values of each token mix
+        t, d = in_shape
+        merged = or_reduce(deps.reshape(t, d, -1), axis=1)
+        return (np.broadcast_to(merged[:, None], (t, d, merged.shape[1])).reshape(deps.shape),)
     merged = or_reduce(deps.reshape(in_shape[0], -1, deps.shape[1]), axis=0)
     return (np.broadcast_to(merged, (in_shape[0], *merged.shape)).reshape(deps.shape),)
 
@@ -41,4 +46,5 @@ OP = OpDef(
     role="mixing",
     summary="invertible 1x1 convolution (Glow), plain or LU-parameterised",
     mix=_mix,
+    ranks=(1, 2, 3),
 )

@@ -19,9 +19,10 @@ __all__ = ["ActNorm", "build"]
 
 
 class ActNorm(Bijection):
-    """``y = x * exp(log_scale) + bias`` on ``(N, D)`` or ``(N, C, H, W)``: one scale and bias
-    per feature/channel (parameters ``(1, D)`` / ``(1, C, 1, 1)``), shared over H x W, so the
-    logdet is ``H * W * sum(log_scale)`` for every example."""
+    """``y = x * exp(log_scale) + bias`` on ``(N, D)``, ``(N, C, H, W)`` or tokens
+    ``(N, T, D)``: one scale and bias per feature/channel/token value (parameters ``(1, D)`` /
+    ``(1, C, 1, 1)`` / ``(1, 1, D)``), shared over the H x W (or T) positions, so the logdet is
+    ``positions * sum(log_scale)`` for every example."""
 
     def __init__(self, shape: tuple[int, ...], data_init: bool = True, eps: float = 1e-6) -> None:
         super().__init__()
@@ -36,13 +37,14 @@ class ActNorm(Bijection):
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
         """Set the parameters from batch ``x`` so that the output has zero mean and unit
-        (biased) variance per feature/channel over the batch and the H x W positions."""
-        dims = [0, *range(2, x.dim())]
+        (biased) variance per feature/channel over the batch and the positions."""
+        channel = 2 if x.dim() == 3 else 1  # token sequences keep their values last
+        dims = [d for d in range(x.dim()) if d != channel]
         mean = x.mean(dim=dims, keepdim=True)
         # One value per feature (a single vector) has no spread: then only centre it.
         std = (
             x.std(dim=dims, keepdim=True, unbiased=False)
-            if x.numel() > x.shape[1]
+            if x.numel() > x.shape[channel]
             else torch.ones_like(mean)
         )
         self.log_scale.copy_(-torch.log(std + self.eps))

@@ -50,12 +50,18 @@ def zeros_logdet(x: Tensor) -> Tensor:
 
 
 def broadcast_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Parameter shape of a per-feature/per-channel op: ``(1, D)`` or ``(1, C, 1, 1)``."""
+    """Parameter shape of a per-feature/per-channel op: ``(1, D)``, ``(1, C, 1, 1)``, or
+    ``(1, 1, D)`` for token sequences ``(T, D)``, whose channels are the token values."""
+    if len(shape) == 2:
+        return (1, 1, shape[1])
     return (1, shape[0], *([1] * (len(shape) - 1)))
 
 
 def spatial_size(shape: tuple[int, ...]) -> int:
-    """How many positions share a per-channel parameter: H * W for images, 1 for vectors."""
+    """How many positions share a per-channel parameter: H * W for images, T for token
+    sequences ``(T, D)``, 1 for vectors."""
+    if len(shape) == 2:
+        return shape[0]
     n = 1
     for s in shape[1:]:
         n *= s

@@ -26,14 +26,14 @@ def random_rotation(n: int, seed: int) -> Tensor:
 
 
 class InvConv(Bijection):
-    """``y[:, :, i, j] = W x[:, :, i, j]`` on ``(N, C, H, W)`` (``y = x W^T`` on ``(N, D)``);
-    logdet ``H * W * log|det W|``. With ``lu`` the parameters are the full ``lower`` and
-    ``upper`` matrices (only their strict triangles are used) and ``log_s``; ``p`` and ``sign``
-    are fixed buffers, saved with the weights."""
+    """``y[:, :, i, j] = W x[:, :, i, j]`` on ``(N, C, H, W)`` (``y = x W^T`` on ``(N, D)`` and
+    on each token of ``(N, T, D)``); logdet ``positions * log|det W|``. With ``lu`` the
+    parameters are the full ``lower`` and ``upper`` matrices (only their strict triangles are
+    used) and ``log_s``; ``p`` and ``sign`` are fixed buffers, saved with the weights."""
 
     def __init__(self, shape: tuple[int, ...], lu: bool, seed: int) -> None:
         super().__init__()
-        n = shape[0]
+        n = shape[-1] if len(shape) == 2 else shape[0]  # token sequences: the token values
         self.positions, self.lu = spatial_size(shape), lu
         w = random_rotation(n, seed)
         if lu:
@@ -77,7 +77,7 @@ class InvConv(Bijection):
         return self.log_s.sum() if self.lu else torch.linalg.slogdet(self.weight)[1]
 
     def _mix_channels(self, x: Tensor, w: Tensor) -> Tensor:
-        if x.dim() == 2:
+        if x.dim() in (2, 3):  # vectors, or the values of every token
             return x @ w.T
         return F.conv2d(x, w.reshape(*w.shape, 1, 1))
 

@@ -137,6 +137,15 @@ MIXING_CASES = {
             },
         ],
     ),
+    "tarflow-invconv": example_spec(
+        [2, 2, 4],
+        [
+            TOKENS,
+            {"type": "actnorm"},
+            {"type": "invconv"},
+            {"type": "tarflow", "width": 8, "heads": 2, "depth": 1, "clip": 2.0},
+        ],
+    ),
     "tarflow-one-block": example_spec(
         [2, 2, 4], [TOKENS, {"type": "tarflow", "width": 8, "heads": 2, "clip": 2.0}]
     ),
