@@ -197,3 +197,15 @@ def test_argument_errors() -> None:
         TarFlowBlock(1, D)
     with pytest.raises(ValueError, match=r"\(N, 4, 3\)"):
         TarFlowBlock(T, D, width=8, heads=2)(torch.randn(2, T, D + 1))
+
+
+def test_forward_and_cached_sampler_trace_without_graph_breaks() -> None:
+    block = _block("softplus", True, 3, "learned").float()
+    x, context = torch.randn(2, T, D), torch.randn(2, 3)
+    torch._dynamo.reset()
+    for fn, arg in ((block, x), (block.inverse, x)):
+        explained = torch._dynamo.explain(fn)(arg, context)
+        assert explained.graph_break_count == 0 and explained.graph_count == 1
+    with torch.no_grad():
+        compiled = torch.compile(block.inverse, backend="eager", fullgraph=True)
+        assert torch.allclose(compiled(x, context), block.inverse(x, context), atol=1e-5)
