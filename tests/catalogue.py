@@ -194,6 +194,7 @@ OP_EXAMPLES: dict[str, list[Example]] = {
                     "order": "reverse",
                     "log_scale": "softplus",
                     "clip": 1.5,
+                    "final_norm": True,
                 },
             ],
         ),

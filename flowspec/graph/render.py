@@ -28,6 +28,8 @@ def _detail(op: Any) -> str:
         parts.append(f"width {spec.width} depth {spec.depth} heads {spec.heads}")
         parts.append("reverse" if op.params["reverse"] else "forward")
         parts.append(f"start {spec.start}" + (f", clip {spec.clip}" if spec.clip else ""))
+        if spec.final_norm:
+            parts.append("final_norm")
     if op.kind == "patchify":
         parts.append(f"patch {op.spec.patch}, grid {'x'.join(map(str, op.params['grid']))}")
     fields = type(op.spec).model_fields

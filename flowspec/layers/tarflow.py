@@ -12,7 +12,10 @@ token followed by tokens ``0..T-2``, so token 0 gets a learned affine map too. `
 runs the autoregression from the last token to the first; ``alternating`` is ``forward`` on even
 repetitions of the enclosing ``repeat`` and ``reverse`` on odd ones (TarFlow alternates its
 blocks' direction). ``log_scale: softplus`` is STARFlow's ``exp(a) = softplus(raw + log(e - 1))``
-(1 at ``raw = 0``); ``clip: c`` is STARFlow's ``soft_clip``, ``c * tanh(out / c)`` on both outputs.
+(1 at ``raw = 0``); ``clip: c`` is STARFlow's ``soft_clip``, ``c * tanh(out / c)`` on both outputs;
+``final_norm: true`` puts a LayerNorm before the output projection (STARFlow's
+``use_final_norm``), which keeps the outputs bounded however large the inputs: without it the
+output grows with the input, and sampling far from the data can overflow.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class TarFlowSpec(StrictModel):
     clip: Annotated[float, Field(gt=0)] | None = None
     order: Literal["forward", "reverse", "alternating"] = "forward"
     start: Literal["shift", "learned"] = "shift"
+    final_norm: bool = False
 
 
 def _infer(spec: TarFlowSpec, ctx: InferContext) -> Inferred:

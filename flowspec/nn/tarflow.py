@@ -76,6 +76,7 @@ class TarFlowBlock(Bijection):
         clip: soft-clip bound ``c`` of the transformer outputs, or None.
         reverse: run the autoregression from the last token to the first.
         start: ``"shift"`` (TarFlow) or ``"learned"`` (STARFlow's start token).
+        final_norm: a LayerNorm before the output projection (STARFlow's option).
         context: width of the context features it takes (0: none; see ``TokenTransformer``).
 
     Example:
@@ -101,6 +102,7 @@ class TarFlowBlock(Bijection):
         clip: float | None = None,
         reverse: bool = False,
         start: str = "shift",
+        final_norm: bool = False,
         context: int = 0,
     ) -> None:
         super().__init__()
@@ -127,6 +129,7 @@ class TarFlowBlock(Bijection):
             heads=heads,
             mlp_ratio=mlp_ratio,
             causal=True,
+            final_norm=final_norm,
             pos_std=0.01,
             context=context,
         )
@@ -229,4 +232,5 @@ def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> TarFlowBlock:
         clip=spec.clip,
         reverse=params["reverse"],
         start=spec.start,
+        final_norm=spec.final_norm,
     )
