@@ -228,3 +228,17 @@ def test_building_a_graph_does_not_import_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == "False"
+
+
+def test_paper_size_transformer_flows_validate_without_torch() -> None:
+    code = (
+        "import sys, flowspec\n"
+        "for name in ('tarflow_imagenet64', 'jet_imagenet64'):\n"
+        "    g = flowspec.build_graph(f'specs/{name}.yaml')\n"
+        "    assert g.latent_size() == 3 * 64 * 64 and not g.warnings, name\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "False"
