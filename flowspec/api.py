@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from flowspec.data import check_source
 from flowspec.graph import FlowGraph
 from flowspec.graph import build_graph as build_checked_graph
 from flowspec.spec.models import FlowSpec
@@ -31,8 +32,12 @@ def load_spec(spec: SpecLike) -> FlowSpec:
 
     A ``str`` is a path when it is one line ending in ``.yaml`` or ``.yml``, else YAML text.
 
+    The data set named in ``data: {name: ...}`` is checked too: a name that is neither built in
+    nor a path to a file is an error at its line, with a "did you mean" hint.
+
     Raises:
         SpecError: every problem found, each located at its file, line and column.
+        DataError: ``unknown-dataset`` for a ``data.name`` that is neither built in nor a path.
 
     Example:
         >>> load_spec("flowspec: 1\\ninput: {shape: [2]}\\nlayers: [{type: scale}]").input.shape
@@ -41,10 +46,20 @@ def load_spec(spec: SpecLike) -> FlowSpec:
     if isinstance(spec, FlowSpec):
         return spec
     if isinstance(spec, dict):
-        return parse_spec(source_from_data(spec))
-    if isinstance(spec, Path) or ("\n" not in spec and spec.endswith((".yaml", ".yml"))):
-        return parse_spec(read_source(spec))
-    return parse_spec(source_from_text(spec))
+        parsed = parse_spec(source_from_data(spec))
+    elif isinstance(spec, Path) or ("\n" not in spec and spec.endswith((".yaml", ".yml"))):
+        parsed = parse_spec(read_source(spec))
+    else:
+        parsed = parse_spec(source_from_text(spec))
+    _check_data_name(parsed)
+    return parsed
+
+
+def _check_data_name(spec: FlowSpec) -> None:
+    """``unknown-dataset`` at the spec's ``data.name`` line (names only; files are read later)."""
+    if spec.data is not None:
+        where = spec.source.locate(("data", "name")) if spec.source is not None else None
+        check_source(spec.data.name, where, "data.name")
 
 
 def build_graph(spec: SpecLike) -> FlowGraph:

@@ -7,12 +7,13 @@ every ``.csv`` become float32 and continuous. Every problem is a located :class:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from flowspec.data.base import MIN_EXAMPLES, fail
+from flowspec.data.base import fail
 
 __all__ = ["LOADERS", "load_file"]
 
@@ -69,27 +70,47 @@ def _bad_field(fields: list[str]) -> int | None:
     return None
 
 
-def _load_csv(path: Path) -> np.ndarray:
-    """Read a comma-separated numeric file; a first row that is not all numbers is a header."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail("data-unreadable", f"{path} is not readable text: {exc}") from None
-    lines = [(i, ln.split(",")) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-    if lines and _bad_field(lines[0][1]) is not None:
-        lines = lines[1:]  # a single header row
+def _locate_csv_error(path: Path, text: str, skip: int) -> None:
+    """Raise a DataError naming the first bad line after the ``skip`` header lines of a CSV
+    that numpy refused (this slow scan runs only on that error path)."""
     hint = "a .csv must hold only numbers, with the same number of columns in every row"
+    rows = enumerate(text.splitlines(), 1)
+    lines = [(i, ln.split(",")) for i, ln in rows if i > skip and ln.strip()]
     for lineno, fields in lines:
         col = _bad_field(fields)
         if col is not None:
             where = f"{path}, line {lineno}, column {col + 1}"
-            msg = f"{where}: {fields[col].strip()!r} is not a number"
-            raise fail("data-unreadable", msg, hint)
+            raise fail("data-unreadable", f"{where}: {fields[col].strip()!r} is not a number", hint)
         if len(fields) != len(lines[0][1]):
             msg = f"{path}, line {lineno}: {len(fields)} values, but the first row has "
             raise fail("data-unreadable", msg + str(len(lines[0][1])), hint)
-    width = len(lines[0][1]) if lines else 0
-    return np.array([[float(f) for f in fields] for _, fields in lines]).reshape(len(lines), width)
+
+
+def _header_lines(path: Path) -> int:
+    """How many lines to skip: up to and including a first non-blank row that is not all
+    numbers (a header), else none."""
+    with open(path, encoding="utf-8") as fh:
+        for index, line in enumerate(fh):
+            if line.strip():
+                return index + 1 if _bad_field(line.split(",")) is not None else 0
+    return 0
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """Read a comma-separated numeric file with numpy's C reader; a first row that is not all
+    numbers is a header. A row that is not numbers is reported with its line and column."""
+    try:
+        skip = _header_lines(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            data = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2, skiprows=skip,
+                              encoding="utf-8", comments=None)  # fmt: skip
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail("data-unreadable", f"{path} is not readable text: {exc}") from None
+    except ValueError as exc:
+        _locate_csv_error(path, path.read_text(encoding="utf-8"), skip)
+        raise fail("data-unreadable", f"{path} is not a numeric .csv: {exc}") from None
+    return data
 
 
 LOADERS: dict[str, Callable[[Path], np.ndarray]] = {".npy": _load_npy, ".csv": _load_csv}
@@ -108,9 +129,8 @@ def load_file(path: Path, names: str) -> tuple[np.ndarray, int | None]:
     if data.ndim not in (2, 4):
         msg = f"data in {path} has array shape {data.shape}; expected (N, D) or (N, C, H, W)"
         raise fail("data-shape", msg, "reshape it, e.g. images to (N, 1, H, W)")
-    if len(data) < MIN_EXAMPLES:
-        msg = f"{path} has {len(data)} examples; an 80/10/10 split needs {MIN_EXAMPLES}"
-        raise fail("data-too-small", msg, "provide more examples")
+    if len(data) == 0:
+        raise fail("data-too-small", f"{path} holds no examples", "provide some examples")
     if data.dtype.kind == "i":
         return data, (int(data.max()) + 1 if data.min() >= 0 else None)
     data = data.astype(np.float32)
