@@ -184,6 +184,7 @@ CODES: dict[str, CodeInfo] = {
         WeightsError,
         {
             "weights-missing": "no file at the given path",
+            "not-a-model": "a spec (YAML) given where a model file (.safetensors) is expected",
             "weights-corrupt": "not a readable safetensors file (e.g. truncated)",
             "weights-format": "a safetensors file without an embedded flowspec spec",
             "weights-spec-hash": "the embedded spec does not match its checksum",
@@ -205,7 +206,10 @@ CODES: dict[str, CodeInfo] = {
             "data-format": "a data file of an unsupported type",
             "data-unreadable": "a data file that cannot be read as numbers",
             "data-nonfinite": "data with NaN or Inf values",
-            "data-too-small": "too few examples to split into train, validation and test",
+            "data-too-small": "too few examples to split into train, validation and test (or "
+            "an empty file)",
+            "data-not-integer": "non-integer data given to a flow that starts with dequantize",
+            "data-levels": "integer data outside 0 .. levels-1 of the flow's dequantize layer",
             "data-shape": "examples whose shape is not the spec's input shape",
             "no-data": "no data given and none recorded in the spec or the model",
         },
@@ -215,6 +219,8 @@ CODES: dict[str, CodeInfo] = {
         {
             "nonfinite-loss": "training diverged: a NaN or Inf loss, gradient or validation NLL",
             "nothing-to-resume": "--resume without a checkpoint in the run directory",
+            "run-exists": "the output directory already holds a run (and neither --resume nor "
+            "--overwrite was given)",
             "resume-mismatch": "--resume with other settings, data or spec than the checkpoint",
             "device-unavailable": "--device cuda without a visible GPU",
             "device-unknown": "a device name other than cpu or cuda",
@@ -224,6 +230,8 @@ CODES: dict[str, CodeInfo] = {
         FlowspecError,
         {
             "sample-format": "samples that cannot be drawn in the asked file format",
+            "missing-extra": "a feature needs an optional dependency that is not installed; "
+            "the message names the pip extra",
         },
     ),
 }

@@ -37,7 +37,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=positive_int, metavar="P", help="early-stopping patience")
     p.add_argument("--val-every", type=positive_int, metavar="N", help="steps between validations")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<spec name>)")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/last.safetensors")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from DIR/last.safetensors (--epochs/--steps/--patience may grow)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a previous run in DIR")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(cpu)")
     p.add_argument(
         "--threads",
@@ -52,30 +57,29 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="stop after global step STEP, resumable, as if interrupted",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the .png figures")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log to DIR/tensorboard (needs the tensorboard package)",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
 
 
 def _config(args: argparse.Namespace, spec: Any) -> Any:
-    from pydantic import ValidationError
-
+    from flowspec.errors import SpecError
     from flowspec.limits import limit
-    from flowspec.spec.training import TrainSpec
+    from flowspec.spec.training import override_train
 
-    values = (spec.train or TrainSpec()).model_dump()
-    for dest, field in OVERRIDES.items():
-        if getattr(args, dest) is not None:
-            values[field] = getattr(args, dest)
-    if args.epochs is not None:
-        values["steps"] = None
     if args.threads is not None and args.threads > limit("threads"):
         raise UsageError(
             f"--threads {args.threads:,} is above the threads limit ({limit('threads')}); "
             f"raise it with --limit threads={args.threads} if you mean it"
         )
+    changes = {f: getattr(args, d) for d, f in OVERRIDES.items() if getattr(args, d) is not None}
     try:
-        return TrainSpec.model_validate(values)
-    except ValidationError as exc:  # a flag that contradicts the spec (--lr below min_lr)
-        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        return override_train(spec.train, changes=changes)
+    except SpecError as exc:  # a flag that contradicts the spec (--lr below min_lr)
+        problems = "; ".join(d.message for d in exc.diagnostics)
         raise UsageError(f"the flags and the spec's train: section disagree: {problems}") from None
 
 
@@ -100,6 +104,8 @@ def _train(args: argparse.Namespace) -> int:
     from flowspec.training import train  # torch: only once the spec is known to be valid
     from flowspec.training.progress import Progress
 
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it")
     out = args.out or f"runs/{spec.name}"
     progress = Progress(quiet=args.quiet)
     result = train(
@@ -108,8 +114,10 @@ def _train(args: argparse.Namespace) -> int:
         config=config,
         out_dir=out,
         resume=args.resume,
+        overwrite=args.overwrite,
         device=args.device,
         progress=progress,
+        tensorboard=args.tensorboard,
         stop_after=args.stop_after,
         figures=not args.no_figures,
     )
@@ -136,10 +144,14 @@ EPILOG_TRAIN = """examples:
   flowspec train specs/realnvp_moons.yaml --steps 500 --lr 1e-3 --out runs/quick
   flowspec train specs/realnvp_moons.yaml --data circles --epochs 5 --batch-size 128
   flowspec train specs/realnvp_moons.yaml --resume        # after Ctrl-C
+  flowspec train specs/realnvp_moons.yaml --resume --epochs 24   # extend a finished run
+  flowspec train realnvp_moons --out runs/again --tensorboard    # a shipped spec by name
 
-Defaults come from the spec's 'train:' and 'data:' sections; flags override them. A resumed run
-must use the same settings (the checkpoint records them) and reaches the same weights and
-metrics as an uninterrupted one. Ctrl-C saves last.safetensors and exits with status 130.
+Defaults come from the spec's 'train:' and 'data:' sections; flags override them. A directory
+that holds a run is refused unless --resume or --overwrite. A resumed run must use the same
+settings (the checkpoint records them; --epochs, --steps and --patience may grow) and reaches
+the same weights and metrics as an uninterrupted one. Ctrl-C saves last.safetensors and exits
+with status 130.
 
 outputs in DIR: model.safetensors (best validation), last.safetensors (resumable state),
 metrics.jsonl, loss.png, samples.png, and for 2-D flows flow_steps.png and density.png."""

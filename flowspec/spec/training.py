@@ -6,13 +6,15 @@ spec. :func:`flowspec.train` takes a :class:`TrainSpec` directly when used from 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
+from flowspec.errors import Diagnostic, SpecError
 from flowspec.layers.base import PositiveInt, Seed, StrictModel
 
-__all__ = ["DataSpec", "TrainSpec"]
+__all__ = ["DataSpec", "TrainSpec", "override_train"]
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -54,13 +56,7 @@ class TrainSpec(StrictModel):
     seed: Seed = 0
     threads: PositiveInt | None = None
 
-    @field_validator("min_lr")
-    @classmethod
-    def _min_lr_at_most_lr(cls, min_lr: float, info: ValidationInfo) -> float:
-        lr = info.data.get("lr")
-        if lr is not None and min_lr > lr:
-            raise ValueError(
-                f"min_lr {min_lr:g} is above lr {lr:g}: the cosine schedule decays from lr "
-                "down to min_lr"
-            )
-        return min_lr
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+
+from flowspec.errors import Diagnostic, SpecError
+from flowspec.layers.base import PositiveInt, Seed, StrictModel

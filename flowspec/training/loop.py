@@ -36,11 +36,14 @@ from flowspec.spec.training import TrainSpec
 from flowspec.training.checkpoint import TrainState, model_metadata, save_checkpoint
 from flowspec.training.divergence import diverged, first_bad_gradient
 from flowspec.training.evaluate import as_tensor, evaluate, reports_bits
-from flowspec.training.resume import resume_from
+from flowspec.training.reporting import Callback, Reporters, reporters
+from flowspec.training.resume import require_reachable, resume_from
 from flowspec.training.schedule import learning_rate
 from flowspec.training.setup import (
+    RUN_FILES,
     SigintFlag,
     data_init,
+    prepare_out_dir,
     remove_stale_temps,
     resolve_device,
     resolve_flow,
@@ -68,6 +71,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
+    config: TrainSpec | None = None  # the settings the run used
 
 
 class _Run:
@@ -85,7 +89,6 @@ class _Run:
         self.flow, self.config, self.out_dir, self.progress = flow, config, out_dir, progress
         self.train_x, self.val_x = as_tensor(splits.train), as_tensor(splits.val)
         self.device = device
-        self.bits = reports_bits(flow, splits.discrete_levels)
         self.batch = min(config.batch_size, len(self.train_x))
         self.per_epoch = len(self.train_x) // self.batch
         self.total = config.steps or (config.epochs or 1) * self.per_epoch
@@ -134,6 +137,7 @@ class _Run:
     def resume(self) -> None:
         path = self.path("last.safetensors")
         self.state, self.shuffle_state = resume_from(path, self.flow, self.optimizer, self.state)
+        require_reachable(self.state, self.total, path)  # type: ignore[arg-type]
         self.saved_step = self.state.step
         best = self.path("model.safetensors")
         if best is not None and best.is_file():
@@ -209,7 +213,7 @@ class _Run:
             "step": s.step,
             "train_nll": s.loss_sum / max(s.loss_count, 1),
             "val_nll": score.nll,
-            "bits_per_dim": score.bits_per_dim if self.bits else None,
+            "bits_per_dim": score.bits_per_dim,
             "lr": learning_rate(s.step - 1, self.total, self.config),
             "seconds": round(self.elapsed(), 3),
         }
@@ -237,71 +241,89 @@ def train(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     device: str = "cpu",
     progress: Any = None,
+    callback: Callback | None = None,
+    tensorboard: bool = False,
     stop_after: int | None = None,
     figures: bool = True,
+    **overrides: Any,
 ) -> TrainResult:
-    """Train a flow by maximum likelihood.
+    """Train a flow by maximum likelihood; settings are the spec's ``train:`` section with
+    whatever is given here written over it.
 
     Arguments:
-        spec_or_flow: a spec (path, YAML text, dict, ``FlowSpec``) or a compiled ``Flow``
-            (trained in place).
+        spec_or_flow: a spec (path, YAML text, dict, ``FlowSpec``, shipped spec name) or a
+            compiled ``Flow`` (trained in place).
         data: a data set name or file, or ready :class:`~flowspec.data.Splits`; default the
             spec's ``data.name``.
-        config: the training settings; default the spec's ``train`` section.
+        config: a :class:`TrainSpec` whose explicitly set fields override the spec's ``train:``
+            section (the others keep the spec's values, e.g. its ``threads``).
         out_dir: where checkpoints, metrics and figures go; None keeps everything in memory.
-        resume: continue from ``out_dir/last.safetensors``.
+            A directory that already holds a run is refused unless ``resume`` or ``overwrite``.
+        resume: continue from ``out_dir/last.safetensors`` (``steps``, ``epochs`` and
+            ``patience`` may grow, to extend a finished run).
+        overwrite: replace the run in ``out_dir``.
         device: ``cpu`` or ``cuda``.
-        progress: a :class:`flowspec.training.progress.Progress` (default: quiet).
+        progress: a reporter such as :class:`flowspec.training.progress.Progress`; True prints
+            progress, False nothing; None (default) prints it when stderr is a terminal.
+        callback: called after each validation with the metrics row (``epoch``, ``step``,
+            ``train_nll``, ``val_nll``, ``bits_per_dim``, ``lr``, ``seconds``, ``best``).
+        tensorboard: also write TensorBoard event files to ``out_dir/tensorboard``.
         stop_after: stop (resumably) after this global step, as if interrupted.
         figures: draw the figures at the end of the run.
+        **overrides: single training settings (``steps=500, lr=1e-3``), written over the spec's
+            and ``config``'s; ``epochs`` without ``steps`` clears the spec's ``steps``.
 
     Returns:
         A :class:`TrainResult`; its ``flow`` carries the best validation weights.
 
     Raises:
-        DataError: unknown or mismatched data.
-        TrainingError: a non-finite loss, a mismatched resume, an unavailable device.
-        FlowspecError: any other problem with the spec or files.
+        DataError: unknown or mismatched data, or values a ``dequantize`` layer cannot model.
+        TrainingError: a non-finite loss, a mismatched resume, an existing run, a device.
+        FlowspecError: any other problem with the spec, the settings or files.
 
     Example:
-        >>> from flowspec.spec.training import TrainSpec
-        >>> result = train("specs/realnvp_moons.yaml", config=TrainSpec(steps=5, batch_size=64))
-        >>> result.status, result.step
-        ('completed', 5)
+        >>> result = train("specs/realnvp_moons.yaml", steps=5, batch_size=64, progress=False)
+        >>> result.status, result.step, result.config.threads   # threads: 1 kept from the spec
+        ('completed', 5, 1)
     """
-    from flowspec.training.progress import Progress
-
-    flow, spec, config = resolve_flow(spec_or_flow, config)
+    flow, spec, config = resolve_flow(spec_or_flow, config, overrides)
     data_seed = spec.data.seed if spec.data is not None else 0
     splits = resolve_splits(data, flow, spec)
     torch_device = resolve_device(device)
-    flow.to(torch_device).train()
     out = Path(out_dir) if out_dir else None
+    prepare_out_dir(out, resume, overwrite)
+    flow.to(torch_device).train()
     remove_stale_temps(out)
-    run = _Run(flow, splits, config, out, torch_device, progress or Progress(quiet=True))
+    run = _Run(flow, splits, config, out, torch_device, Reporters())
     if resume:
         run.resume()
     else:
         run.start(data_seed)
+    run.progress = reporters(progress, callback, tensorboard, out, run.state.step)
     run.progress.message(
         f"{'resumed at step ' + str(run.state.step) if resume else 'training'} "
         f"'{spec.name}' ({flow.num_parameters():,} parameters) on {splits.name}: "
         f"{len(splits.train)} train / {len(splits.val)} val examples, {run.total} steps "
         f"({run.per_epoch} per epoch, batch {run.batch}), lr {config.lr:g} {config.schedule}"
     )
-    with SigintFlag() as sigint, torch_threads(config.threads):
-        status = run.run(stop_after, sigint)
-    run.progress.close()
+    try:
+        with SigintFlag() as sigint, torch_threads(config.threads):
+            status = run.run(stop_after, sigint)
+    finally:
+        run.progress.close()
     if run.best is not None and status in ("completed", "early_stopped"):
         flow.load_state_dict(run.best)
-    names = ("model.safetensors", "last.safetensors", "metrics.jsonl")
-    files = [p for p in map(run.path, names) if p is not None and p.exists()]
+    files = [p for p in map(run.path, RUN_FILES) if p is not None and p.exists()]
     if figures and run.out_dir is not None and status in ("completed", "early_stopped"):
         from flowspec.training.figures import write_run_figures
 
-        files += write_run_figures(flow, splits.test, run.state.history, run.out_dir, config.seed)
+        bits = reports_bits(flow, splits.discrete_levels)
+        files += write_run_figures(
+            flow, splits.test, run.state.history, run.out_dir, config.seed, bits=bits
+        )
     s = run.state
     return TrainResult(
         flow,
@@ -314,4 +336,5 @@ def train(
         list(s.history),
         run.out_dir,
         files,
+        config,
     )

@@ -1,5 +1,10 @@
 """Resuming a run: the checkpoint must come from the same spec, settings and data, and is loaded
-into the live flow and optimizer (no second flow is built)."""
+into the live flow and optimizer (no second flow is built).
+
+The length of a run may change on resume (:data:`EXTENDABLE`: ``epochs``, ``steps``,
+``patience``), so a finished or early-stopped run can be extended; the learning-rate schedule is
+then recomputed for the new total from the checkpoint's step on. Every other setting must match.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,16 @@ from flowspec.io import check_state, check_tensors, read_weights, spec_json
 from flowspec.nn.flow import Flow
 from flowspec.training.checkpoint import TrainState, read_state, restore_optimizer, restore_rng
 
-__all__ = ["require_same_settings", "require_same_spec", "resume_from"]
+__all__ = [
+    "EXTENDABLE",
+    "require_reachable",
+    "require_same_settings",
+    "require_same_spec",
+    "resume_from",
+]
+
+# Settings a resumed run may change: how long it goes on, not what it computes on the way.
+EXTENDABLE = frozenset({"epochs", "steps", "patience"})
 
 
 def resume_from(
@@ -36,7 +50,21 @@ def resume_from(
     flow.load_state_dict(weights.state)
     check_state(flow, path)
     restore_optimizer(optimizer, flow, extra, groups)
+    state.config = dict(expected.config)  # a longer budget is recorded from here on
     return state, restore_rng(extra)
+
+
+def require_reachable(state: TrainState, total: int, path: Path) -> None:
+    """Refuse a resumed budget that ends before the checkpoint's step."""
+    if total < state.step:
+        raise TrainingError(
+            Diagnostic(
+                "resume-mismatch",
+                f"'{path}' is at step {state.step}, beyond the {total} steps asked for",
+                hint="resume with a budget of at least that many steps (--steps/--epochs), or "
+                "start a new run in another --out directory",
+            )
+        )
 
 
 def require_same_settings(saved: TrainState, current: TrainState, path: Path) -> None:
@@ -44,7 +72,7 @@ def require_same_settings(saved: TrainState, current: TrainState, path: Path) ->
     diffs = [
         f"{key}: checkpoint {saved.config.get(key)!r}, now {value!r}"
         for key, value in current.config.items()
-        if saved.config.get(key) != value
+        if saved.config.get(key) != value and key not in EXTENDABLE
     ]
     if saved.data != current.data:
         diffs.append(f"data: checkpoint {saved.data!r}, now {current.data!r}")
@@ -58,8 +86,8 @@ def require_same_settings(saved: TrainState, current: TrainState, path: Path) ->
             Diagnostic(
                 "resume-mismatch",
                 f"cannot resume '{path}' with different settings ({'; '.join(diffs)})",
-                hint="resume without overriding flags (or with the same ones), or start a new "
-                "run in another --out directory",
+                hint="resume with the same settings (only --epochs, --steps and --patience may "
+                "change, to extend a run), or start a new run in another --out directory",
             )
         )
 
