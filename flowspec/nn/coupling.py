@@ -38,7 +38,7 @@ class Coupling(Bijection):
         super().__init__()
         self.half = net_input == "half"
         self.transform = transform
-        b = torch.tensor(mask, dtype=torch.float32).reshape(1, *shape)
+        b = torch.tensor(mask, dtype=torch.get_default_dtype()).reshape(1, *shape)
         if self.half:
             per = prod(shape[1:])
             kept = [i for i in range(shape[0]) if mask[i * per]]

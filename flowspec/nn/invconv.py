@@ -36,18 +36,19 @@ class InvConv(Bijection):
         n = shape[0]
         self.positions, self.lu = spatial_size(shape), lu
         w = random_rotation(n, seed)
+        dtype = torch.get_default_dtype()  # drawn in float64, stored like any new tensor
         if lu:
             p, lower, upper = torch.linalg.lu(w)
             s = torch.diagonal(upper)
-            self.register_buffer("p", p.float())
-            self.register_buffer("sign", torch.sign(s).float())
+            self.register_buffer("p", p.to(dtype))
+            self.register_buffer("sign", torch.sign(s).to(dtype))
             self.register_buffer("lower_mask", torch.tril(torch.ones(n, n), -1), persistent=False)
             self.register_buffer("eye", torch.eye(n), persistent=False)
-            self.lower = nn.Parameter(lower.float())
-            self.upper = nn.Parameter(torch.triu(upper, 1).float())
-            self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
+            self.lower = nn.Parameter(lower.to(dtype))
+            self.upper = nn.Parameter(torch.triu(upper, 1).to(dtype))
+            self.log_s = nn.Parameter(torch.log(torch.abs(s)).to(dtype))
         else:
-            self.weight = nn.Parameter(w.float())
+            self.weight = nn.Parameter(w.to(dtype))
 
     def matrix(self) -> Tensor:
         """The C x C weight W."""
