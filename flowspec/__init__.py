@@ -56,6 +56,7 @@ _LAZY = {
     "save": "flowspec.io",
     "load": "flowspec.io",
     "train": "flowspec.training",
+    "export": "flowspec.exporters",
     "TrainResult": "flowspec.training",
 }
 
@@ -79,6 +80,7 @@ __all__ = [
     "check_graph",
     "compile",
     "compile_graph",
+    "export",
     "format_graph",
     "load",
     "load_spec",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Union
 from flowspec.data import check_source
 from flowspec.graph import FlowGraph
 from flowspec.graph import build_graph as build_checked_graph
+from flowspec.shipped import shipped_spec
 from flowspec.spec.models import FlowSpec
 from flowspec.spec.parse import parse_spec
 from flowspec.spec.source import read_source, source_from_data, source_from_text
@@ -31,7 +32,8 @@ SpecLike = Union[str, Path, dict[str, Any], FlowSpec]
 def load_spec(spec: SpecLike) -> FlowSpec:
     """Read and validate a spec from a path, YAML text or a dict; a FlowSpec is returned as is.
 
-    A ``str`` is a path when it is one line ending in ``.yaml`` or ``.yml``, else YAML text.
+    A ``str`` is a path when it is one line ending in ``.yaml`` or ``.yml``, the name of a
+    shipped spec when it is one word (``"realnvp_moons"``, see ``flowspec specs``), else YAML text.
 
     The data set named in ``data: {name: ...}`` is checked too: a name that is neither built in
     nor a path to a file is an error at its line, with a "did you mean" hint.
@@ -50,6 +52,8 @@ def load_spec(spec: SpecLike) -> FlowSpec:
         parsed = parse_spec(source_from_data(spec))
     elif isinstance(spec, Path) or ("\n" not in spec and spec.endswith((".yaml", ".yml"))):
         parsed = parse_spec(read_source(spec))
+    elif spec.strip().isidentifier():
+        parsed = parse_spec(read_source(shipped_spec(spec.strip())))
     else:
         parsed = parse_spec(source_from_text(spec))
     _check_data_name(parsed)

@@ -232,6 +232,8 @@ CODES: dict[str, CodeInfo] = {
             "sample-format": "samples that cannot be drawn in the asked file format",
             "missing-extra": "a feature needs an optional dependency that is not installed; "
             "the message names the pip extra",
+            "export-unsupported": "a layer, conditioner, transform or base that cannot be "
+            "written as Python source (flowspec export -o *.py) yet",
         },
     ),
 }

@@ -15,7 +15,19 @@ import os
 import sys
 import traceback
 
-from flowspec.cli import check, compile, eval, graph, inspect, sample, train, validate
+from flowspec.cli import (
+    check,
+    compile,
+    eval,
+    export,
+    graph,
+    inspect,
+    sample,
+    schema,
+    specs,
+    train,
+    validate,
+)
 from flowspec.cli.common import Command, UsageError, format_error, limit_assignment
 from flowspec.errors import FlowspecError
 from flowspec.limits import raised
@@ -27,12 +39,25 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a process killed by 
 
 COMMANDS: dict[str, Command] = {
     module.COMMAND.name: module.COMMAND
-    for module in (validate, graph, compile, check, train, eval, sample, inspect)
+    for module in (
+        validate,
+        graph,
+        compile,
+        check,
+        train,
+        eval,
+        sample,
+        inspect,
+        export,
+        specs,
+        schema,
+    )
 }
 
 EPILOG = """examples:
+  flowspec specs                                  # the shipped specs
   flowspec validate specs/*.yaml
-  flowspec train specs/realnvp_moons.yaml
+  flowspec train realnvp_moons                    # a shipped spec, by name
   flowspec eval runs/realnvp_moons/model.safetensors --json
   flowspec sample runs/realnvp_moons/model.safetensors -n 2000 -o samples.png
 

@@ -85,7 +85,7 @@ def _examples(args: argparse.Namespace, flow: Any, info: dict[str, Any]) -> tupl
         seed = info.get("data_seed", spec.data.seed if spec.data else 0)
         x = getattr(load_splits(source, shape, seed=seed), split)
         what = f"the {split} split of {source} ({len(x)} examples)"
-    check_levels([x], flow.levels, f"data {source!r}")
+    check_levels([x], flow.discrete_levels, f"data {source!r}")
     return x, what
 
 

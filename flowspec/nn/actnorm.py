@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.nn.base import Bijection, broadcast_shape, spatial_size
+from flowspec.nn.emit import Emitted, literal
 
 __all__ = ["ActNorm", "build"]
 
@@ -58,6 +59,47 @@ class ActNorm(Bijection):
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         return (y - self.bias) * torch.exp(-self.log_scale)
+
+    def emit(self) -> Emitted:
+        shape = literal(tuple(self.log_scale.shape))
+        return Emitted(f"ActNorm({shape}, {self.positions}, {self.eps!r})", {"ActNorm": SOURCE})
+
+
+SOURCE = '''
+class ActNorm(nn.Module):
+    """Actnorm (Glow): y = x * exp(log_scale) + bias, one scale and bias per feature/channel,
+    shared over H x W; logdet = H * W * sum(log_scale). The first forward batch of a file that
+    was never run on data sets them so that the output has zero mean and unit variance."""
+
+    def __init__(self, shape: tuple[int, ...], positions: int, eps: float) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.positions, self.eps = positions, eps
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> None:
+        dims = [0, *range(2, x.dim())]
+        mean = x.mean(dim=dims, keepdim=True)
+        std = (
+            x.std(dim=dims, keepdim=True, unbiased=False)
+            if x.numel() > x.shape[1]
+            else torch.ones_like(mean)
+        )
+        self.log_scale.copy_(-torch.log(std + self.eps))
+        self.bias.copy_(-mean * torch.exp(self.log_scale))
+        self.initialized.fill_(True)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if not bool(self.initialized):
+            self.initialize(x)
+        logdet = self.log_scale.sum() * self.positions
+        return x * torch.exp(self.log_scale) + self.bias, logdet.expand(x.shape[0])
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        return (y - self.bias) * torch.exp(-self.log_scale)
+'''
 
 
 def _sync_flag(module: nn.Module, incompatible_keys: object) -> None:

@@ -30,7 +30,7 @@ MAX_STAGES = 24
 def to_images(flow: Flow, x: torch.Tensor | np.ndarray) -> np.ndarray:
     """Samples as images in [0, 1]: integer levels are divided by ``levels - 1``."""
     arr = np.asarray(x, dtype=np.float64)
-    levels = flow.levels
+    levels = flow.discrete_levels
     return np.clip(arr / (levels - 1) if levels else arr, 0.0, 1.0)
 
 

@@ -73,7 +73,7 @@ def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
     checked against the flow's input shape and split with the spec's ``data.seed``; values are
     checked against a leading ``dequantize`` layer's levels before any training step."""
     if isinstance(data, Splits):
-        check_levels((data.train, data.val, data.test), flow.levels, f"data {data.name!r}")
+        check_levels((data.train, data.val, data.test), flow.discrete_levels, f"data {data.name!r}")
         return data
     source = data or (spec.data.name if spec.data is not None else None)
     if source is None:
@@ -86,7 +86,7 @@ def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
         )
     seed = spec.data.seed if spec.data is not None else 0
     splits = load_splits(source, tuple(flow.input_shape), seed=seed)
-    check_levels((splits.train, splits.val, splits.test), flow.levels, f"data {source!r}")
+    check_levels((splits.train, splits.val, splits.test), flow.discrete_levels, f"data {source!r}")
     return splits
 
 

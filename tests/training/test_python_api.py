@@ -158,8 +158,8 @@ def test_every_spec_compiles_under_a_float64_default(path: Path) -> None:
     if path.stem in ("glow_cifar10", "realnvp_cifar10"):
         return  # paper-scale: the dtypes are the point, a forward pass would take long
     x = torch.rand(3, *flow.input_shape, dtype=torch.float64)
-    if flow.levels:
-        x = torch.floor(x * flow.levels)
+    if flow.discrete_levels:
+        x = torch.floor(x * flow.discrete_levels)
     with torch.no_grad():
         z, logdet = flow.eval()(x)
     assert z.dtype == logdet.dtype == torch.float64 and bool(torch.isfinite(z).all())
