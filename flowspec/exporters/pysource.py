@@ -86,7 +86,7 @@ def layout(expr: str, indent: int, end: str = "", width: int = 100, prefix: str 
     else the call's (or list's) arguments one per line, each laid out the same way.
 
     Example:
-        >>> layout("f(aaaa, g(bbbb, cccc))", 0, ",", width=14)
+        >>> layout("f(aaaa, g(bbbb, cccc))", 0, ",", width=20)
         ['f(', '    aaaa,', '    g(bbbb, cccc),', '),']
     """
     pad = " " * indent

@@ -175,3 +175,13 @@ def test_eval_scores_a_whole_held_out_file(cli: Any, tiny: Path, tmp_path: Path)
     )
     builtin = cli("eval", model)
     assert "the test split of moons (5000 examples)" in builtin.stdout
+
+
+def test_the_default_run_directory_is_refused_too(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = cli("train", "realnvp_moons", "--steps", 2, "--no-figures", "--quiet")
+    assert first.returncode == 0 and (tmp_path / "runs" / "realnvp_moons").is_dir()
+    again = cli("train", "realnvp_moons", "--steps", 2, "--no-figures", "--quiet")
+    assert again.returncode == 1 and "'runs/realnvp_moons' already holds a run" in again.stderr

@@ -104,7 +104,7 @@ import json, statistics, sys, time
 import flowspec
 from flowspec.cli import main
 from flowspec.spec.training import TrainSpec
-spec, out, steps = sys.argv[1], sys.argv[2], 80
+spec, out, steps = sys.argv[1], sys.argv[2], 60
 python, command = [], []
 for r in range(3):
     res = flowspec.train(spec, config=TrainSpec(steps=steps, val_every=steps), progress=False,
