@@ -27,7 +27,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     import flowspec
-    from flowspec.data import load_splits
+    from flowspec.data import check_levels, load_splits
     from flowspec.training.evaluate import as_tensor
     from flowspec.training.setup import data_init
 
@@ -36,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.init_data:
         seed = spec.data.seed if spec.data is not None else 0
         splits = load_splits(args.init_data, tuple(flow.input_shape), seed=seed)
+        check_levels([splits.train], flow.discrete_levels, f"data {args.init_data!r}")
         done = data_init(flow, as_tensor(splits.train[:512]))
         used = min(512, len(splits.train))
         print(

@@ -185,3 +185,29 @@ def test_the_default_run_directory_is_refused_too(
     assert first.returncode == 0 and (tmp_path / "runs" / "realnvp_moons").is_dir()
     again = cli("train", "realnvp_moons", "--steps", 2, "--no-figures", "--quiet")
     assert again.returncode == 1 and "'runs/realnvp_moons' already holds a run" in again.stderr
+
+
+LEVELS8 = """\
+flowspec: 1
+name: levels8
+input: {shape: [4]}
+preprocess: [{type: dequantize, levels: 8}]
+layers: [{type: affine_coupling, mask: alternating, net: {type: mlp, hidden: [8]}}]
+"""
+
+
+def test_eval_and_compile_refuse_data_a_dequantize_flow_cannot_model(
+    cli: Any, tmp_path: Path
+) -> None:
+    spec = tmp_path / "levels8.yaml"
+    spec.write_text(LEVELS8)
+    np.save(tmp_path / "floats.npy", np.full((20, 4), 2.5, dtype=np.float32))
+    np.save(tmp_path / "big.npy", np.full((20, 4), 9))
+    assert cli("compile", spec, "-o", tmp_path / "m.safetensors").returncode == 0
+    floats = cli("eval", tmp_path / "m.safetensors", "--data", tmp_path / "floats.npy")
+    assert floats.returncode == 1 and "error[data-not-integer]" in floats.stderr
+    big = cli("eval", tmp_path / "m.safetensors", "--data", tmp_path / "big.npy")
+    assert big.returncode == 1 and "error[data-levels]" in big.stderr and "9 .. 9" in big.stderr
+    init = cli("compile", spec, "-o", tmp_path / "i.safetensors", "--init-data",
+               tmp_path / "floats.npy")  # fmt: skip
+    assert init.returncode == 1 and "error[data-not-integer]" in init.stderr
