@@ -50,7 +50,6 @@ def _shown(values: list[int]) -> str:
     return ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
 
 
-
 SOURCE = '''
 class Permute(nn.Module):
     """A fixed permutation of dim 1: y[:, i] = x[:, perm[i]]; logdet 0 (perm from the file)."""

@@ -130,12 +130,17 @@ class Additive:
         return y - params[0]
 '''
 
-AFFINE_SOURCE = '''
-# The bounded log-scale s from the net's raw output (scaled_tanh: RealNVP's learned scale).
+AFFINE_SOURCE = (
+    """
+# The bounded log-scale s from the net's raw output (scaled_tanh: RealNVP's learned scale;
+# sigmoid: Glow's scale sigmoid(raw + 2), floored so that the inverse cannot overflow).
+SIGMOID_LOG_SCALE_MIN = """
+    + repr(SIGMOID_LOG_SCALE_MIN)
+    + '''
 LOG_SCALES = {
     "tanh": lambda layer, raw: torch.tanh(raw),
     "scaled_tanh": lambda layer, raw: layer.scale * torch.tanh(raw),
-    "sigmoid": lambda layer, raw: F.logsigmoid(raw + 2.0),
+    "sigmoid": lambda layer, raw: F.logsigmoid(raw + 2.0).clamp(min=SIGMOID_LOG_SCALE_MIN),
     "none": lambda layer, raw: raw,
 }
 
@@ -161,6 +166,7 @@ class Affine:
     def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
         return (y - params[0]) * torch.exp(-self.bound(layer, params[1]))
 '''
+)
 
 
 def build_transform(spec: Any) -> Transform:

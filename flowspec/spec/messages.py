@@ -145,8 +145,10 @@ def type_problem(kind: str, key: str | int, parent: Any) -> tuple[str, str | Non
     field: FieldInfo | None = None
     if isinstance(parent, type) and issubclass(parent, BaseModel) and key in parent.model_fields:
         field = parent.model_fields[str(key)]
-        tp = typing.Annotated[(field.annotation, *field.metadata)] if field.metadata else (
-            field.annotation
+        tp = (
+            typing.Annotated[(field.annotation, *field.metadata)]
+            if field.metadata
+            else (field.annotation)
         )
     elif typing.get_origin(parent) in (tuple, list) and typing.get_args(parent):
         tp = typing.get_args(parent)[0]

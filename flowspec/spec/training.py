@@ -56,7 +56,67 @@ class TrainSpec(StrictModel):
     seed: Seed = 0
     threads: PositiveInt | None = None
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+    @field_validator("min_lr")
+    @classmethod
+    def _min_lr_at_most_lr(cls, min_lr: float, info: ValidationInfo) -> float:
+        lr = info.data.get("lr")
+        if lr is not None and min_lr > lr:
+            raise ValueError(
+                f"min_lr {min_lr:g} is above lr {lr:g}: the cosine schedule decays from lr "
+                "down to min_lr"
+            )
+        return min_lr
 
-from flowspec.errors import Diagnostic, SpecError
-from flowspec.layers.base import PositiveInt, Seed, StrictModel
+
+def override_train(
+    base: TrainSpec | None,
+    config: TrainSpec | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> TrainSpec:
+    """The training settings of a run: ``base`` (a spec's ``train:`` section, or the defaults)
+    with the fields that ``config`` sets explicitly, then ``changes``, written over it.
+
+    Every field not named keeps its value from ``base``, so overriding ``steps`` keeps the spec's
+    ``threads``, ``lr``, ... Setting ``epochs`` (and not ``steps``) clears the base's ``steps``,
+    since ``steps`` would otherwise win.
+
+    Raises:
+        SpecError: an unknown field name (``unknown-key``) or a bad value (``bad-value``).
+
+    Example:
+        >>> spec_train = TrainSpec(epochs=16, lr=3e-3, threads=1)
+        >>> run = override_train(spec_train, TrainSpec(steps=500), {"batch_size": 128})
+        >>> run.steps, run.batch_size, run.lr, run.threads
+        (500, 128, 0.003, 1)
+        >>> override_train(TrainSpec(steps=500), changes={"epochs": 2}).steps is None
+        True
+    """
+    values = (base or TrainSpec()).model_dump()
+    given = {} if config is None else {k: getattr(config, k) for k in config.model_fields_set}
+    given.update(changes or {})
+    unknown = sorted(set(given) - set(TrainSpec.model_fields))
+    if unknown:
+        raise SpecError(
+            Diagnostic(
+                "unknown-key",
+                f"unknown training setting(s) {', '.join(map(repr, unknown))}",
+                "train",
+                hint=f"settings: {', '.join(TrainSpec.model_fields)}",
+            )
+        )
+    values.update(given)
+    if "epochs" in given and "steps" not in given:
+        values["steps"] = None
+    try:
+        return TrainSpec.model_validate(values)
+    except ValidationError as exc:
+        raise SpecError(
+            [
+                Diagnostic(
+                    "bad-value",
+                    f"{err['msg'].removeprefix('Value error, ')} (got {err['input']!r})",
+                    "train." + ".".join(map(str, err["loc"])),
+                )
+                for err in exc.errors()
+            ]
+        ) from None

@@ -15,7 +15,7 @@ CASES = [  # (YAML after the head, spec path, message, hint)
     ("layers:\n  - {type: actnorm, data_init: maybe}\n", "layers.0.data_init",
      "expected true or false, got the string 'maybe'", "for example 'data_init: true'"),
     ("layers:\n  - {type: dequantize, levels: 1}\n", "layers.0.levels",
-     "expected an integer >= 2, got 1", "for example 'levels: 256'"),
+     "expected an integer >= 2 and <= 65536, got 1", "for example 'levels: 256'"),
     ("layers:\n  - {type: affine_coupling, net: 5}\n", "layers.0.net",
      "expected a mapping with a type (mlp, glow_conv, resnet), got 5",
      "for example 'net: {type: mlp}'"),
