@@ -206,7 +206,10 @@ CODES: dict[str, CodeInfo] = {
             "data-unreadable": "a data file that cannot be read as numbers",
             "data-nonfinite": "data with NaN or Inf values",
             "data-too-small": "too few examples to split into train, validation and test",
-            "data-shape": "examples whose shape is not the spec's input shape",
+            "data-shape": "examples whose shape is not the spec's input shape (or images of "
+            "different sizes in one folder)",
+            "data-labels": "labels that are missing, out of range or mixed with unlabelled "
+            "images (class folders, CIFAR-10 label bytes, ImageNet .npz labels)",
             "no-data": "no data given and none recorded in the spec or the model",
         },
     ),
@@ -218,6 +221,10 @@ CODES: dict[str, CodeInfo] = {
             "resume-mismatch": "--resume with other settings, data or spec than the checkpoint",
             "device-unavailable": "--device cuda without a visible GPU",
             "device-unknown": "a device name other than cpu or cuda",
+            "batch-indivisible": "a global batch that does not split evenly over the processes "
+            "of a torchrun job",
+            "rank-lost": "another process of a torchrun job died (killed, crashed); the job stops",
+            "precision-unsupported": "precision bf16 on a GPU without bfloat16 support",
         },
     ),
     **_table(

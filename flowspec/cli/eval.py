@@ -55,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     seed = info.get("data_seed", spec.data.seed if spec.data else 0)
-    splits = load_splits(source, tuple(flow.input_shape), seed=seed)
+    size, crop = (spec.data.image_size(), spec.data.crop) if spec.data else (None, "none")
+    splits = load_splits(source, tuple(flow.input_shape), seed=seed, size=size, crop=crop)
     data = getattr(splits, args.split)
     score = evaluate(flow, data, batch_size=args.batch_size)
     if not math.isfinite(score.nll):
@@ -75,13 +76,13 @@ def _nonfinite(flow: Any, data: Any, nll: float, batch_size: int) -> Exception:
     batch that gives one."""
     import torch
 
-    from flowspec.training.evaluate import as_tensor
+    from flowspec.training.evaluate import flow_dtype, to_batch
 
-    x, layer = as_tensor(data), None
+    layer, dtype = None, flow_dtype(flow)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same noise as the evaluation
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
+        for start in range(0, len(data), batch_size):  # read batch by batch (data on disk)
+            batch = to_batch(data[start : start + batch_size], dtype)
             if not bool(torch.isfinite(flow.log_prob(batch)).all()):
                 layer = flow.first_nonfinite(batch)
                 break

@@ -1,4 +1,4 @@
-"""scikit-learn's bundled 8x8 digits (no download): 1797 images, integers 0..16."""
+"""scikit-learn's bundled 8x8 digits (no download): 1797 images, integers 0..16 as uint8."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["DIGITS"]
 def _digits_splits(seed: int) -> SplitTriple:
     from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
 
-    images = load_digits().images.astype(np.int64)[:, None, :, :]
+    images = load_digits().images.astype(np.uint8)[:, None, :, :]
     return carve(images, seed)
 
 
