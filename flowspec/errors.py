@@ -210,7 +210,10 @@ CODES: dict[str, CodeInfo] = {
             "an empty file)",
             "data-not-integer": "non-integer data given to a flow that starts with dequantize",
             "data-levels": "integer data outside 0 .. levels-1 of the flow's dequantize layer",
-            "data-shape": "examples whose shape is not the spec's input shape",
+            "data-shape": "examples whose shape is not the spec's input shape (or images of "
+            "different sizes in one folder)",
+            "data-labels": "labels that are missing, out of range or mixed with unlabelled "
+            "images (class folders, CIFAR-10 label bytes, ImageNet .npz labels)",
             "no-data": "no data given and none recorded in the spec or the model",
         },
     ),
@@ -224,6 +227,10 @@ CODES: dict[str, CodeInfo] = {
             "resume-mismatch": "--resume with other settings, data or spec than the checkpoint",
             "device-unavailable": "--device cuda without a visible GPU",
             "device-unknown": "a device name other than cpu or cuda",
+            "batch-indivisible": "a global batch that does not split evenly over the processes "
+            "of a torchrun job",
+            "rank-lost": "another process of a torchrun job died (killed, crashed); the job stops",
+            "precision-unsupported": "precision bf16 on a GPU without bfloat16 support",
         },
     ),
     **_table(

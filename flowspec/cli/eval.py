@@ -71,8 +71,9 @@ def _examples(args: argparse.Namespace, flow: Any, info: dict[str, Any]) -> tupl
             )
         )
     shape = tuple(flow.input_shape)
+    size, crop = (spec.data.image_size(), spec.data.crop) if spec.data else (None, "none")
     if args.data and args.split is None and not is_builtin(source):
-        x, _ = load_examples(source, shape)
+        x, known = load_examples(source, shape, size, crop)
         if _same_file(source, info.get("data")):
             print(
                 f"note: {source} is the file this model was trained on, scored whole; "
@@ -83,9 +84,10 @@ def _examples(args: argparse.Namespace, flow: Any, info: dict[str, Any]) -> tupl
     else:
         split = args.split or "test"
         seed = info.get("data_seed", spec.data.seed if spec.data else 0)
-        x = getattr(load_splits(source, shape, seed=seed), split)
+        splits = load_splits(source, shape, seed=seed, size=size, crop=crop)
+        x, known = getattr(splits, split), splits.discrete_levels
         what = f"the {split} split of {source} ({len(x)} examples)"
-    check_levels([x], flow.discrete_levels, f"data {source!r}")
+    check_levels([x], flow.discrete_levels, f"data {source!r}", known)
     return x, what
 
 
@@ -114,13 +116,13 @@ def _nonfinite(flow: Any, data: Any, nll: float, batch_size: int) -> Exception:
     batch that gives one."""
     import torch
 
-    from flowspec.training.evaluate import as_tensor
+    from flowspec.training.evaluate import flow_dtype, to_batch
 
-    x, layer = as_tensor(data), None
+    layer, dtype = None, flow_dtype(flow)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same noise as the evaluation
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
+        for start in range(0, len(data), batch_size):  # read batch by batch (data on disk)
+            batch = to_batch(data[start : start + batch_size], dtype)
             if not bool(torch.isfinite(flow.log_prob(batch)).all()):
                 layer = flow.first_nonfinite(batch)
                 break

@@ -9,7 +9,8 @@ range of values seen and the range expected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,13 +23,28 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def check_levels(arrays: Sequence[np.ndarray], levels: int | None, where: str) -> None:
+def _chunks(array: Any, chunk_bytes: int = 1 << 24) -> Iterator[np.ndarray]:
+    """The rows of an array, a memory map or lazy :class:`~flowspec.data.base.Rows`, about
+    16 MB at a time (data on disk is scanned, never loaded whole)."""
+    row = max(1, int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize)
+    step = max(1, chunk_bytes // row)
+    for start in range(0, len(array), step):
+        yield np.asarray(array[start : start + step])
+
+
+def check_levels(
+    arrays: Sequence[Any], levels: int | None, where: str, known: int | None = None
+) -> None:
     """Refuse data that a leading ``dequantize`` layer with ``levels`` cannot model.
 
     Arguments:
-        arrays: the data (e.g. the train, validation and test splits), any shapes.
+        arrays: the data (e.g. the train, validation and test splits), any shapes: arrays,
+            memory maps or lazy rows (scanned in chunks).
         levels: the ``levels`` of the flow's leading ``dequantize`` (None: nothing to check).
         where: what the data is, for the message (``data set 'digits'``, ``data in x.npy``).
+        known: the data's own ``discrete_levels`` when its reader knows them (integers
+            ``0 .. known-1``, e.g. 256 for 8-bit images); integer data within the layer's
+            levels is then not scanned.
 
     Raises:
         DataError: ``data-not-integer`` (values with a fractional part) or ``data-levels``
@@ -44,13 +60,20 @@ def check_levels(arrays: Sequence[np.ndarray], levels: int | None, where: str) -
     """  # noqa: E501
     if levels is None:
         return
-    present = [np.asarray(a) for a in arrays if np.asarray(a).size]
+    present = [a for a in arrays if len(a) and int(np.prod(a.shape[1:], dtype=np.int64))]
     if not present:
         return
-    low = min(float(a.min()) for a in present)
-    high = max(float(a.max()) for a in present)
+    integer = all(a.dtype.kind in "biu" for a in present)
+    if integer and known is not None and known <= levels:
+        return  # integers 0 .. known-1, as their reader found: nothing to scan
+    low, high, fractional = float("inf"), float("-inf"), False
+    for array in present:  # scanned for the exact range the message names
+        for chunk in _chunks(array):
+            low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+            fractional = fractional or (
+                chunk.dtype.kind == "f" and bool((chunk != np.floor(chunk)).any())
+            )
     expected = f"integers 0 .. {levels - 1}"
-    fractional = any(a.dtype.kind == "f" and bool((a != np.floor(a)).any()) for a in present)
     if fractional:
         raise fail(
             "data-not-integer",

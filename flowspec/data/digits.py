@@ -1,4 +1,4 @@
-"""scikit-learn's bundled 8x8 digits (no download): 1797 images, integers 0..16.
+"""scikit-learn's bundled 8x8 digits (no download): 1797 images, integers 0..16 as uint8.
 
 scikit-learn is an optional dependency (``pip install 'flowspec[digits]'``); asking for the
 digits without it is a ``missing-extra`` error that names the extra.
@@ -26,7 +26,7 @@ def _digits_splits(seed: int) -> SplitTriple:
                 hint="pip install 'flowspec[digits]' (or: pip install scikit-learn)",
             )
         ) from None
-    images = load_digits().images.astype(np.int64)[:, None, :, :]
+    images = load_digits().images.astype(np.uint8)[:, None, :, :]
     return carve(images, seed)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowspec.nn.base import Bijection, broadcast_shape, spatial_size
+from flowspec.nn.base import Bijection, Reduce, broadcast_shape, reduced_moments, spatial_size
 from flowspec.nn.emit import Emitted, literal
 
 __all__ = ["ActNorm", "build"]
@@ -22,7 +22,10 @@ __all__ = ["ActNorm", "build"]
 class ActNorm(Bijection):
     """``y = x * exp(log_scale) + bias`` on ``(N, D)`` or ``(N, C, H, W)``: one scale and bias
     per feature/channel (parameters ``(1, D)`` / ``(1, C, 1, 1)``), shared over H x W, so the
-    logdet is ``H * W * sum(log_scale)`` for every example."""
+    logdet is ``H * W * sum(log_scale)`` for every example. With ``reduce`` set (by the
+    distributed trainer) the initialisation uses the statistics of the batch of every process."""
+
+    reduce: Reduce | None = None
 
     def __init__(self, shape: tuple[int, ...], data_init: bool = True, eps: float = 1e-6) -> None:
         super().__init__()
@@ -39,13 +42,17 @@ class ActNorm(Bijection):
         """Set the parameters from batch ``x`` so that the output has zero mean and unit
         (biased) variance per feature/channel over the batch and the H x W positions."""
         dims = [0, *range(2, x.dim())]
-        mean = x.mean(dim=dims, keepdim=True)
-        # One value per feature (a single vector) has no spread: then only centre it.
-        std = (
-            x.std(dim=dims, keepdim=True, unbiased=False)
-            if x.numel() > x.shape[1]
-            else torch.ones_like(mean)
-        )
+        if self.reduce is not None:
+            mean, var, count = reduced_moments(x, self.reduce)
+            std = var.sqrt() if count > 1 else torch.ones_like(mean)
+        else:
+            mean = x.mean(dim=dims, keepdim=True)
+            # One value per feature (a single vector) has no spread: then only centre it.
+            std = (
+                x.std(dim=dims, keepdim=True, unbiased=False)
+                if x.numel() > x.shape[1]
+                else torch.ones_like(mean)
+            )
         self.log_scale.copy_(-torch.log(std + self.eps))
         self.bias.copy_(-mean * torch.exp(self.log_scale))
         self.initialized.fill_(True)

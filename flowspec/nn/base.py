@@ -13,10 +13,25 @@ permutation, a seed). Builders never see the graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Bijection", "broadcast_shape", "spatial_size", "sum_except_batch", "zeros_logdet"]
+__all__ = [
+    "Bijection",
+    "Reduce",
+    "broadcast_shape",
+    "reduced_moments",
+    "spatial_size",
+    "sum_except_batch",
+    "zeros_logdet",
+]
+
+# Sums a tensor over every process of a distributed job (the identity on one process). Ops with
+# batch statistics (actnorm's data-dependent init, batchnorm) use it when the trainer sets their
+# ``reduce`` attribute, so that their statistics are those of the global batch.
+Reduce = Callable[[Tensor], Tensor]
 
 
 class Bijection(nn.Module):
@@ -60,3 +75,25 @@ def spatial_size(shape: tuple[int, ...]) -> int:
     for s in shape[1:]:
         n *= s
     return n
+
+
+def reduced_moments(x: Tensor, reduce: Reduce) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean and biased variance per feature/channel of ``x`` ``(N, C, ...)`` over the batch, the
+    positions and every process, shaped for broadcasting, and the global count per channel.
+
+    Two passes (the mean, then the centred squares) so that large offsets cost no precision;
+    differentiable when ``reduce`` is (``torch.distributed.nn.functional.all_reduce``).
+
+    Example:
+        >>> mean, var, n = reduced_moments(torch.tensor([[1.0], [3.0]]), lambda t: t)
+        >>> mean.item(), var.item(), n.item()
+        (2.0, 1.0, 2.0)
+    """
+    dims = [0, *range(2, x.dim())]
+    shape = broadcast_shape(tuple(x.shape[1:]))
+    count = x.new_full((1,), x.numel() / max(x.shape[1], 1))
+    first = reduce(torch.cat([x.sum(dims).reshape(-1), count]))
+    n = first[-1]
+    mean = (first[:-1] / n).reshape(shape)
+    var = (reduce(((x - mean) ** 2).sum(dims).reshape(-1)) / n).reshape(shape)
+    return mean, var, n

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowspec.nn.base import Bijection, broadcast_shape, spatial_size
+from flowspec.nn.base import Bijection, Reduce, broadcast_shape, reduced_moments, spatial_size
 from flowspec.nn.emit import Emitted, literal
 
 __all__ = ["BatchNormFlow", "build"]
@@ -22,7 +22,11 @@ __all__ = ["BatchNormFlow", "build"]
 class BatchNormFlow(Bijection):
     """Batch normalisation on ``(N, D)`` or ``(N, C, H, W)`` with learned ``log_gamma`` and
     ``beta`` per feature/channel. ``inverse`` always uses the running averages: the batch's
-    statistics of ``x`` cannot be recovered from ``y``, so invert in eval mode."""
+    statistics of ``x`` cannot be recovered from ``y``, so invert in eval mode. With ``reduce``
+    set (by the distributed trainer) the statistics are those of the batch of every process,
+    gradients included (synchronised batch normalisation)."""
+
+    reduce: Reduce | None = None
 
     def __init__(self, shape: tuple[int, ...], momentum: float, eps: float) -> None:
         super().__init__()
@@ -37,9 +41,12 @@ class BatchNormFlow(Bijection):
         """Batch mean and (biased) variance in training, running averages otherwise."""
         if not self.training:
             return self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
-        dims = [0, *range(2, x.dim())]
-        mean = x.mean(dim=dims, keepdim=True)
-        var = x.var(dim=dims, keepdim=True, unbiased=False)
+        if self.reduce is not None:
+            mean, var, _ = reduced_moments(x, self.reduce)
+        else:
+            dims = [0, *range(2, x.dim())]
+            mean = x.mean(dim=dims, keepdim=True)
+            var = x.var(dim=dims, keepdim=True, unbiased=False)
         with torch.no_grad():
             self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
             self.running_var.lerp_(var.to(self.running_var.dtype), self.momentum)

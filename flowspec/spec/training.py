@@ -23,13 +23,25 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 class DataSpec(StrictModel):
     """Where the training data comes from.
 
-    ``name`` is a built-in data set (``moons``, ``digits``, ... see ``flowspec.data``) or a path
-    to a ``.npy`` / ``.csv`` file. ``seed`` fixes the train/validation/test split, so that
-    ``flowspec eval`` scores the same test examples that training never saw.
+    ``name`` is a built-in data set (``moons``, ``digits``, ... see ``flowspec.data``), a path
+    to a ``.npy`` / ``.csv`` / ImageNet-style ``.npz`` / CIFAR-10 ``.bin`` file, or a folder
+    (CIFAR-10 binary batches, ImageNet-style ``.npz`` batches, PNG/JPEG images with optional
+    class subfolders). ``seed`` fixes the train/validation/test split, so that
+    ``flowspec eval`` scores the same test examples that training never saw. For a folder of
+    images, ``crop: center`` cuts each image to its largest centred region with the target's
+    aspect ratio and ``size`` (``H`` or ``[H, W]``) then resizes it.
     """
 
     name: str = "moons"
     seed: Seed = 0
+    size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None
+    crop: Literal["none", "center"] = "none"
+
+    def image_size(self) -> tuple[int, int] | None:
+        """``size`` as ``(H, W)`` (None: keep the images' own size)."""
+        if self.size is None or isinstance(self.size, tuple):
+            return self.size
+        return (self.size, self.size)
 
 
 class TrainSpec(StrictModel):
@@ -40,6 +52,11 @@ class TrainSpec(StrictModel):
     stops training after that many validations without a new best validation NLL.
     ``threads`` sets torch's CPU threads for the run (default: torch's choice); small flows
     train fastest on one thread, and a resumed run must use the same number to match exactly.
+    ``batch_size`` is the global batch: on N processes (torchrun) each takes ``batch_size / N``
+    examples of it and the learning rate is not rescaled. ``workers`` DataLoader processes
+    read and decode batches ahead of the training step (0: in the training process; results
+    do not depend on it). ``precision: bf16`` runs the conditioner networks in bfloat16 while
+    log-determinants, the base log-density and the loss stay float32.
     """
 
     epochs: PositiveInt | None = 20
@@ -55,6 +72,8 @@ class TrainSpec(StrictModel):
     val_every: PositiveInt | None = None
     seed: Seed = 0
     threads: PositiveInt | None = None
+    workers: Annotated[int, Field(ge=0)] = 0
+    precision: Literal["float32", "bf16"] = "float32"
 
     @field_validator("min_lr")
     @classmethod

@@ -55,16 +55,17 @@ def resolve_flow(
 
 def _within_limits(config: TrainSpec) -> TrainSpec:
     """A config given in Python is held to the limits a spec's ``train:`` section is."""
-    if config.threads is not None and config.threads > limit("threads"):
-        raise SpecError(
-            Diagnostic(
-                "limit-exceeded",
-                f"train.threads {config.threads:,} is too large (limit threads: "
-                f"{limit('threads')})",
-                "train.threads",
-                hint=raise_hint("threads"),
+    for name in ("threads", "workers"):
+        value = getattr(config, name)
+        if value is not None and value > limit(name):
+            raise SpecError(
+                Diagnostic(
+                    "limit-exceeded",
+                    f"train.{name} {value:,} is too large (limit {name}: {limit(name)})",
+                    f"train.{name}",
+                    hint=raise_hint(name),
+                )
             )
-        )
     return config
 
 
@@ -85,8 +86,15 @@ def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
             )
         )
     seed = spec.data.seed if spec.data is not None else 0
-    splits = load_splits(source, tuple(flow.input_shape), seed=seed)
-    check_levels((splits.train, splits.val, splits.test), flow.discrete_levels, f"data {source!r}")
+    size = spec.data.image_size() if spec.data is not None else None
+    crop = spec.data.crop if spec.data is not None else "none"
+    splits = load_splits(source, tuple(flow.input_shape), seed=seed, size=size, crop=crop)
+    check_levels(
+        (splits.train, splits.val, splits.test),
+        flow.discrete_levels,
+        f"data {source!r}",
+        splits.discrete_levels,
+    )
     return splits
 
 
