@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import flowspec
-from flowspec import TrainSpec, train
+from flowspec import train
 
 
 def make_ring(n: int, seed: int = 0) -> np.ndarray:
@@ -35,8 +35,8 @@ def main() -> None:
     data_file = args.out / "ring.npy"
     np.save(data_file, make_ring(20_000))
 
-    config = TrainSpec(steps=args.steps, batch_size=256, lr=2e-3)
-    result = train("specs/realnvp_moons.yaml", data=str(data_file), config=config, out_dir=args.out)
+    result = train("realnvp_moons", data=str(data_file), steps=args.steps, lr=2e-3,
+                   out_dir=args.out, overwrite=True)  # fmt: skip
     with torch.no_grad():
         radii = result.flow.eval().sample(2000).norm(dim=1)
     print(

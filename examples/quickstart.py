@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import flowspec
-from flowspec import TrainSpec, train
+from flowspec import train
 from flowspec.data import load_splits, moons_log_density
 
 
@@ -25,8 +25,8 @@ def main() -> None:
     spec = flowspec.load_spec("specs/realnvp_moons.yaml")
     print(flowspec.format_graph(flowspec.build_graph(spec)))
 
-    config = TrainSpec(steps=args.steps, batch_size=256, lr=2e-3, warmup_steps=100)
-    result = train(spec, data="moons", config=config, out_dir=args.out)
+    # Keyword settings override the spec's train: section and keep its other fields (threads: 1).
+    result = train(spec, data="moons", steps=args.steps, lr=2e-3, out_dir=args.out, overwrite=True)
     flow = result.flow.eval()
 
     splits = load_splits("moons", (2,))

@@ -7,11 +7,18 @@ spec together in one safetensors file; :func:`train` fits a flow by maximum like
 
 Names that need torch are imported on first use, so ``import flowspec`` followed by
 ``flowspec.build_graph`` stays torch-free (``flowspec validate`` is instant).
+
+Threads: when torch is not loaded yet, ``import flowspec`` sets ``OMP_WAIT_POLICY=PASSIVE``
+(unless the environment sets it), as the ``flowspec`` command does: idle OpenMP threads then
+sleep instead of spinning, which on a shared or busy CPU makes small flows train many times
+faster. Import flowspec before torch (or export the variable) to get it.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 from flowspec import limits  # noqa: F401  (the module flowspec.limits, always at hand)
@@ -26,6 +33,9 @@ from flowspec.errors import (
     WeightsError,
 )
 from flowspec.version import __version__
+
+if "torch" not in sys.modules:  # OpenMP reads it when torch loads; later it has no effect
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _LAZY = {
     "load_spec": "flowspec.api",
@@ -46,6 +56,7 @@ _LAZY = {
     "save": "flowspec.io",
     "load": "flowspec.io",
     "train": "flowspec.training",
+    "export": "flowspec.exporters",
     "TrainResult": "flowspec.training",
 }
 
@@ -69,6 +80,7 @@ __all__ = [
     "check_graph",
     "compile",
     "compile_graph",
+    "export",
     "format_graph",
     "load",
     "load_spec",

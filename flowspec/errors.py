@@ -190,6 +190,7 @@ CODES: dict[str, CodeInfo] = {
         WeightsError,
         {
             "weights-missing": "no file at the given path",
+            "not-a-model": "a spec (YAML) given where a model file (.safetensors) is expected",
             "weights-corrupt": "not a readable safetensors file (e.g. truncated)",
             "weights-format": "a safetensors file without an embedded flowspec spec",
             "weights-spec-hash": "the embedded spec does not match its checksum",
@@ -211,8 +212,14 @@ CODES: dict[str, CodeInfo] = {
             "data-format": "a data file of an unsupported type",
             "data-unreadable": "a data file that cannot be read as numbers",
             "data-nonfinite": "data with NaN or Inf values",
-            "data-too-small": "too few examples to split into train, validation and test",
-            "data-shape": "examples whose shape is not the spec's input shape",
+            "data-too-small": "too few examples to split into train, validation and test (or "
+            "an empty file)",
+            "data-not-integer": "non-integer data given to a flow that starts with dequantize",
+            "data-levels": "integer data outside 0 .. levels-1 of the flow's dequantize layer",
+            "data-shape": "examples whose shape is not the spec's input shape (or images of "
+            "different sizes in one folder)",
+            "data-labels": "labels that are missing, out of range or mixed with unlabelled "
+            "images (class folders, CIFAR-10 label bytes, ImageNet .npz labels)",
             "no-data": "no data given and none recorded in the spec or the model",
         },
     ),
@@ -221,15 +228,25 @@ CODES: dict[str, CodeInfo] = {
         {
             "nonfinite-loss": "training diverged: a NaN or Inf loss, gradient or validation NLL",
             "nothing-to-resume": "--resume without a checkpoint in the run directory",
+            "run-exists": "the output directory already holds a run (and neither --resume nor "
+            "--overwrite was given)",
             "resume-mismatch": "--resume with other settings, data or spec than the checkpoint",
             "device-unavailable": "--device cuda without a visible GPU",
             "device-unknown": "a device name other than cpu or cuda",
+            "batch-indivisible": "a global batch that does not split evenly over the processes "
+            "of a torchrun job",
+            "rank-lost": "another process of a torchrun job died (killed, crashed); the job stops",
+            "precision-unsupported": "precision bf16 on a GPU without bfloat16 support",
         },
     ),
     **_table(
         FlowspecError,
         {
             "sample-format": "samples that cannot be drawn in the asked file format",
+            "missing-extra": "a feature needs an optional dependency that is not installed; "
+            "the message names the pip extra",
+            "export-unsupported": "a layer, conditioner, transform or base that cannot be "
+            "written as Python source (flowspec export -o *.py) yet",
         },
     ),
 }

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "flow_from_file",
     "graph_from_file",
     "load",
+    "looks_like_spec",
     "read_weights",
     "save",
     "spec_json",
@@ -103,13 +104,29 @@ def save(
     return path
 
 
+def _create_temp(path: Path) -> str:
+    """A new empty file beside ``path``, created with mode 0666 less the umask (as ``open``
+    creates files; ``tempfile.mkstemp`` would make it 0600 whatever the umask says)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(tmp)
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 def write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``."""
+    """Call ``write(tmp_path)`` on a temp file beside ``path``, then rename it over ``path``.
+    The file gets the permissions any new file gets (0666 less the umask)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _create_temp(path)
+    mode = os.stat(tmp).st_mode  # 0666 less the umask; writers that replace the file lose it
     try:
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -157,11 +174,18 @@ def read_weights(path: str | Path, verify: bool = True) -> WeightsFile:
     """
     path = Path(path)
     if not path.is_file():
+        hint = "train one with 'flowspec train' or write one with 'flowspec compile'"
+        if (path / "model.safetensors").is_file():
+            hint = f"'{path}' is a run directory: give '{path / 'model.safetensors'}'"
+        raise WeightsError(_diag("weights-missing", f"no weights file at '{path}'", hint))
+    if looks_like_spec(path):
         raise WeightsError(
             _diag(
-                "weights-missing",
-                f"no weights file at '{path}'",
-                "train one with 'flowspec train' or write one with 'flowspec compile'",
+                "not-a-model",
+                f"'{path}' is a spec (YAML), not a model file",
+                f"'flowspec train {path}' trains it and 'flowspec compile {path} -o "
+                "model.safetensors' writes an initialised model; eval, sample and inspect take "
+                "the .safetensors file that a run writes (runs/<name>/model.safetensors)",
             )
         )
     try:
@@ -214,6 +238,16 @@ def read_weights(path: str | Path, verify: bool = True) -> WeightsFile:
             )
         )
     return WeightsFile(path, metadata, tensors)
+
+
+def looks_like_spec(path: Path) -> bool:
+    """Whether the file at ``path`` is a YAML spec: a ``.yaml``/``.yml`` name, or text whose
+    first lines hold a ``flowspec:`` key (a safetensors file starts with an 8-byte length)."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return True
+    with open(path, "rb") as fh:
+        text = fh.read(4096).decode("utf-8", errors="replace")
+    return any(line.startswith("flowspec:") for line in text.splitlines())
 
 
 def flow_from_file(weights: WeightsFile) -> Flow:

@@ -66,6 +66,7 @@ LIMITS: dict[str, Limit] = {
         Limit("diagnostics", 20, "diagnostics printed per file by the command (others counted)"),
         Limit("samples", 1_000_000, "samples drawn by 'flowspec sample -n'"),
         Limit("threads", 256, "torch CPU threads ('--threads', 'train.threads')"),
+        Limit("workers", 64, "DataLoader worker processes ('--workers', 'train.workers')"),
     )
 }
 

@@ -22,7 +22,7 @@ MODULES = sorted(
 )
 # Stages from the bottom up: a package may import only from packages listed before it (and
 # errors/limits/version, which every package may use).
-LAYERS = ["layers", "spec", "graph", "nn", "data", "api", "io", "training", "cli"]
+LAYERS = ["layers", "spec", "graph", "nn", "data", "api", "io", "exporters", "training", "cli"]
 
 
 @pytest.mark.parametrize("name", sorted(flowspec.__all__))

@@ -15,7 +15,19 @@ import os
 import sys
 import traceback
 
-from flowspec.cli import check, compile, eval, graph, inspect, sample, train, validate
+from flowspec.cli import (
+    check,
+    compile,
+    eval,
+    export,
+    graph,
+    inspect,
+    sample,
+    schema,
+    specs,
+    train,
+    validate,
+)
 from flowspec.cli.common import Command, UsageError, format_error, limit_assignment
 from flowspec.errors import FlowspecError
 from flowspec.limits import raised
@@ -27,12 +39,25 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a process killed by 
 
 COMMANDS: dict[str, Command] = {
     module.COMMAND.name: module.COMMAND
-    for module in (validate, graph, compile, check, train, eval, sample, inspect)
+    for module in (
+        validate,
+        graph,
+        compile,
+        check,
+        train,
+        eval,
+        sample,
+        inspect,
+        export,
+        specs,
+        schema,
+    )
 }
 
 EPILOG = """examples:
+  flowspec specs                                  # the shipped specs
   flowspec validate specs/*.yaml
-  flowspec train specs/realnvp_moons.yaml
+  flowspec train realnvp_moons                    # a shipped spec, by name
   flowspec eval runs/realnvp_moons/model.safetensors --json
   flowspec sample runs/realnvp_moons/model.safetensors -n 2000 -o samples.png
 
@@ -75,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def leave_without_teardown(status: int) -> None:
+    """Exit now, skipping the interpreter's teardown: after a peer of a torchrun job died, the
+    process group's transport threads abort the process (SIGABRT, "terminate called without an
+    active exception") when they are destroyed, which would replace the documented status."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -95,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(format_error(exc), file=sys.stderr)
+        if "rank-lost" in exc.codes:
+            leave_without_teardown(1)
         return 1
     except UsageError as exc:
         print(f"flowspec {args.command}: error: {exc}", file=sys.stderr)

@@ -38,7 +38,16 @@ def _run(args: argparse.Namespace) -> int:
     from flowspec.nn.oracles import example_inputs, perturb_parameters, run_oracles
 
     if is_model:
-        flow, what = flowspec.load(source, verify=not args.no_verify), "trained weights"
+        from flowspec.cli.eval import training_info
+        from flowspec.io import flow_from_file, read_weights
+
+        weights = read_weights(source, verify=not args.no_verify)
+        flow, info = flow_from_file(weights), training_info(weights.metadata)
+        what = (
+            f"saved weights trained for {info['step']} steps"
+            if info.get("step")
+            else "saved weights, untrained (as compiled)"
+        )
     else:
         flow = flowspec.compile(source).double()
         with torch.no_grad():  # data-dependent init first, then move off the identity

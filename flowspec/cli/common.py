@@ -167,11 +167,15 @@ def block_of(name: str) -> str:
 
 
 def read_spec(path: str) -> Any:
-    """The validated spec in file ``path`` (a ``Path`` is always read as a file, never as YAML
-    text; a missing file is ``spec-missing``)."""
+    """The validated spec in file ``path``, or the shipped spec of that name when no such file
+    exists (``flowspec train realnvp_moons``); a missing file is ``spec-missing``."""
     from flowspec.api import load_spec
+    from flowspec.shipped import shipped_spec
 
-    return load_spec(Path(path))
+    file = Path(path)
+    if not file.exists() and file.parent == Path(".") and file.suffix in ("", ".yaml"):
+        file = shipped_spec(path)
+    return load_spec(file)
 
 
 def spec_graph(path: str) -> Any:

@@ -27,16 +27,20 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     import flowspec
-    from flowspec.data import load_splits
-    from flowspec.training.evaluate import as_tensor
+    from flowspec.data import check_levels, load_splits
+    from flowspec.training.evaluate import to_batch
     from flowspec.training.setup import data_init
 
     spec = read_spec(args.spec)
     flow = flowspec.compile(spec, seed=args.seed)
     if args.init_data:
         seed = spec.data.seed if spec.data is not None else 0
-        splits = load_splits(args.init_data, tuple(flow.input_shape), seed=seed)
-        done = data_init(flow, as_tensor(splits.train[:512]))
+        size, crop = (spec.data.image_size(), spec.data.crop) if spec.data else (None, "none")
+        shape = tuple(flow.input_shape)
+        splits = load_splits(args.init_data, shape, seed=seed, size=size, crop=crop)
+        known = splits.discrete_levels
+        check_levels([splits.train], flow.discrete_levels, f"data {args.init_data!r}", known)
+        done = data_init(flow, to_batch(splits.train[:512]))
         used = min(512, len(splits.train))
         print(
             f"data-dependent init on {used} examples of {args.init_data}"

@@ -1,10 +1,18 @@
-"""``flowspec eval``: a model's NLL (nats per example) and bits per dimension on a data split."""
+"""``flowspec eval``: a model's NLL (nats per example) and bits per dimension on data.
+
+What is scored: a file given with ``--data FILE`` is scored whole (a held-out file means all of
+it); a built-in set, or the data the model was trained on, is scored by split (``--split``,
+default ``test``: the examples training never saw). ``--split`` with a file scores that split of
+the file, carved as training carves it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 from flowspec.cli.common import (
@@ -28,7 +36,12 @@ def training_info(metadata: dict[str, str]) -> dict[str, Any]:
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="a model .safetensors")
     p.add_argument("--data", metavar="NAME|FILE", help="default: the data the model trained on")
-    p.add_argument("--split", choices=("train", "val", "test"), default="test", help="(test)")
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        help="a split of a built-in set or of the training data (default test); "
+        "a --data FILE is scored whole unless a split is given",
+    )
     p.add_argument("--batch-size", type=positive_int, default=2048, help="(2048)")
     p.add_argument(
         "--json", action="store_true", help="print one JSON object (nll, bits_per_dim, n)"
@@ -36,15 +49,18 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     add_no_verify(p)
 
 
-def _run(args: argparse.Namespace) -> int:
-    require_model(args.model)
-    from flowspec.data import load_splits
-    from flowspec.io import flow_from_file, read_weights
-    from flowspec.training.evaluate import evaluate
+def _same_file(a: str, b: str | None) -> bool:
+    try:
+        return b is not None and Path(a).samefile(b)
+    except OSError:
+        return False
 
-    weights = read_weights(args.model, verify=not args.no_verify)
-    flow = flow_from_file(weights)
-    info, spec = training_info(weights.metadata), flow.spec
+
+def _examples(args: argparse.Namespace, flow: Any, info: dict[str, Any]) -> tuple[Any, str]:
+    """The examples to score and a description of them."""
+    from flowspec.data import check_levels, is_builtin, load_examples, load_splits
+
+    spec = flow.spec
     source = args.data or info.get("data") or (spec.data.name if spec.data else None)
     if not source:
         raise DataError(
@@ -54,18 +70,43 @@ def _run(args: argparse.Namespace) -> int:
                 hint="pass --data NAME|FILE",
             )
         )
-    seed = info.get("data_seed", spec.data.seed if spec.data else 0)
-    splits = load_splits(source, tuple(flow.input_shape), seed=seed)
-    data = getattr(splits, args.split)
-    score = evaluate(flow, data, batch_size=args.batch_size)
+    shape = tuple(flow.input_shape)
+    size, crop = (spec.data.image_size(), spec.data.crop) if spec.data else (None, "none")
+    if args.data and args.split is None and not is_builtin(source):
+        x, known = load_examples(source, shape, size, crop)
+        if _same_file(source, info.get("data")):
+            print(
+                f"note: {source} is the file this model was trained on, scored whole; "
+                "--split test scores only its held-out part",
+                file=sys.stderr,
+            )
+        what = f"all {len(x)} examples of {source}"
+    else:
+        split = args.split or "test"
+        seed = info.get("data_seed", spec.data.seed if spec.data else 0)
+        splits = load_splits(source, shape, seed=seed, size=size, crop=crop)
+        x, known = getattr(splits, split), splits.discrete_levels
+        what = f"the {split} split of {source} ({len(x)} examples)"
+    check_levels([x], flow.discrete_levels, f"data {source!r}", known)
+    return x, what
+
+
+def _run(args: argparse.Namespace) -> int:
+    require_model(args.model)
+    from flowspec.io import flow_from_file, read_weights
+    from flowspec.training.evaluate import evaluate
+
+    weights = read_weights(args.model, verify=not args.no_verify)
+    flow = flow_from_file(weights)
+    x, what = _examples(args, flow, training_info(weights.metadata))
+    score = evaluate(flow, x, batch_size=args.batch_size)
     if not math.isfinite(score.nll):
-        raise _nonfinite(flow, data, score.nll, args.batch_size)
+        raise _nonfinite(flow, x, score.nll, args.batch_size)
     if args.json:
         print(json.dumps(score.as_dict()))
     else:
         print(
-            f"{args.split} NLL {score.nll:.4f} nats per example, {score.bits_per_dim:.4f} "
-            f"bits/dim, over {score.n} examples of {source}"
+            f"NLL {score.nll:.4f} nats per example, {score.bits_per_dim:.4f} bits/dim, over {what}"
         )
     return 0
 
@@ -75,13 +116,13 @@ def _nonfinite(flow: Any, data: Any, nll: float, batch_size: int) -> Exception:
     batch that gives one."""
     import torch
 
-    from flowspec.training.evaluate import as_tensor
+    from flowspec.training.evaluate import flow_dtype, to_batch
 
-    x, layer = as_tensor(data), None
+    layer, dtype = None, flow_dtype(flow)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same noise as the evaluation
-        for start in range(0, len(x), batch_size):
-            batch = x[start : start + batch_size]
+        for start in range(0, len(data), batch_size):  # read batch by batch (data on disk)
+            batch = to_batch(data[start : start + batch_size], dtype)
             if not bool(torch.isfinite(flow.log_prob(batch)).all()):
                 layer = flow.first_nonfinite(batch)
                 break
@@ -97,12 +138,14 @@ def _nonfinite(flow: Any, data: Any, nll: float, batch_size: int) -> Exception:
 
 COMMAND = Command(
     "eval",
-    "test NLL (nats/example) and bits/dim",
-    "Score a model on a data split: mean negative log-likelihood in nats per example "
-    "and in bits per dimension.",
+    "NLL (nats/example) and bits/dim on a split or a file",
+    "Score a model: mean negative log-likelihood in nats per example and in bits per "
+    "dimension. A --data FILE is scored whole; a built-in set or the training data by split "
+    "(default test).",
     """examples:
   flowspec eval runs/realnvp_moons/model.safetensors
   flowspec eval runs/realnvp_moons/model.safetensors --json
+  flowspec eval model.safetensors --data held_out.npy          # every example of the file
   flowspec eval model.safetensors --data points.npy --split val""",
     _arguments,
     _run,

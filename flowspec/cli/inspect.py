@@ -50,6 +50,16 @@ def _layer_rows(graph: Any, weights: Any) -> tuple[list[tuple[Any, ...]], str]:
     return [*rows, ("total", "", sum(counts.values()))], what
 
 
+def _settings(used: dict[str, Any], spec_train: Any) -> str:
+    """The run's settings, one per line, each that differs from the spec's ``train:`` marked."""
+    written = spec_train.model_dump(mode="json") if spec_train is not None else {}
+    lines = []
+    for key, value in used.items():
+        note = f"   (spec: {written[key]})" if key in written and written[key] != value else ""
+        lines.append(f"  {key}: {'null' if value is None else value}{note}")
+    return "\n".join(lines)
+
+
 def _run(args: argparse.Namespace) -> int:
     require_model(args.model)
     import yaml
@@ -86,10 +96,13 @@ def _run(args: argparse.Namespace) -> int:
             f"trained: step {info['step']}, epoch {info['epoch']}, val NLL "
             f"{info['val_nll']:.4f}, data {info['data']!r}"
         )
+    if info.get("config"):
+        print("training settings this run used (flags and overrides included):")
+        print(_settings(info["config"], spec.train))
     rows, what = _layer_rows(graph, weights)
     print(f"{what} per layer:")
     print(table(rows))
-    print("embedded spec (resolved):")
+    print("embedded spec (resolved; its train: section holds the spec's defaults):")
     dumped = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     print("  " + dumped.rstrip().replace("\n", "\n  "))
     return 0

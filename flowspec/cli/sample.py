@@ -46,7 +46,7 @@ def _batches(flow: Any, n: int, temperature: float) -> Any:
         yield x
 
 
-def _write_npy(flow: Any, samples: Any, n: int, path: Path) -> None:
+def _write_npy(flow: Any, samples: Any, n: int, path: Path, temperature: float) -> None:
     """Stream the batches into a memory-mapped ``.npy`` beside ``path``, then rename it."""
     import numpy as np
 
@@ -67,17 +67,18 @@ def _write_npy(flow: Any, samples: Any, n: int, path: Path) -> None:
     write_atomic(path, write)
 
 
-def _write_png(flow: Any, samples: Any, n: int, path: Path) -> None:
+def _write_png(flow: Any, samples: Any, n: int, path: Path, temperature: float) -> None:
     import torch
 
     from flowspec.training import drawing
     from flowspec.training.figures import to_images
 
     shape = tuple(flow.input_shape)
+    title = f"{n} samples of '{flow.spec.name}', temperature {temperature:g}"
     if shape == (2,):
-        drawing.plot_samples_2d(torch.cat(list(samples)).numpy(), None, path)
+        drawing.plot_samples_2d(torch.cat(list(samples)).numpy(), None, path, title=title)
     elif len(shape) == 3 and shape[0] in (1, 3):
-        drawing.plot_image_grid(to_images(flow, torch.cat(list(samples))), path)
+        drawing.plot_image_grid(to_images(flow, torch.cat(list(samples))), path, title=title)
     else:
         raise FlowspecError(
             Diagnostic(
@@ -88,7 +89,7 @@ def _write_png(flow: Any, samples: Any, n: int, path: Path) -> None:
         )
 
 
-WRITERS: dict[str, Callable[[Any, Any, int, Path], None]] = {
+WRITERS: dict[str, Callable[[Any, Any, int, Path, float], None]] = {
     ".npy": _write_npy,
     ".png": _write_png,
 }
@@ -121,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
 
     flow = flowspec.load(args.model, verify=not args.no_verify)
     torch.manual_seed(args.seed)
-    WRITERS[suffix](flow, _batches(flow, args.num, args.temperature), args.num, Path(args.output))
+    samples = _batches(flow, args.num, args.temperature)
+    WRITERS[suffix](flow, samples, args.num, Path(args.output), args.temperature)
     print(f"wrote {args.num} samples of shape {tuple(flow.input_shape)} to {args.output}")
     return 0
 

@@ -13,10 +13,26 @@ permutation, a seed). Builders never see the graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Bijection", "broadcast_shape", "spatial_size", "sum_except_batch", "zeros_logdet"]
+__all__ = [
+    "Bijection",
+    "Reduce",
+    "broadcast_shape",
+    "channel_dim",
+    "reduced_moments",
+    "spatial_size",
+    "sum_except_batch",
+    "zeros_logdet",
+]
+
+# Sums a tensor over every process of a distributed job (the identity on one process). Ops with
+# batch statistics (actnorm's data-dependent init, batchnorm) use it when the trainer sets their
+# ``reduce`` attribute, so that their statistics are those of the global batch.
+Reduce = Callable[[Tensor], Tensor]
 
 
 class Bijection(nn.Module):
@@ -57,6 +73,12 @@ def broadcast_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1, shape[0], *([1] * (len(shape) - 1)))
 
 
+def channel_dim(x: Tensor) -> int:
+    """The dimension of a batch ``x`` that holds the channels: 1 for ``(N, D)`` and
+    ``(N, C, H, W)``, 2 for token sequences ``(N, T, D)``, whose channels are the token values."""
+    return 2 if x.dim() == 3 else 1
+
+
 def spatial_size(shape: tuple[int, ...]) -> int:
     """How many positions share a per-channel parameter: H * W for images, T for token
     sequences ``(T, D)``, 1 for vectors."""
@@ -66,3 +88,26 @@ def spatial_size(shape: tuple[int, ...]) -> int:
     for s in shape[1:]:
         n *= s
     return n
+
+
+def reduced_moments(x: Tensor, reduce: Reduce) -> tuple[Tensor, Tensor, Tensor]:
+    """Mean and biased variance per feature/channel of ``x`` ``(N, C, ...)`` (or per token value
+    of tokens ``(N, T, D)``) over the batch, the positions and every process, shaped for broadcasting, and the global count per channel.
+
+    Two passes (the mean, then the centred squares) so that large offsets cost no precision;
+    differentiable when ``reduce`` is (``torch.distributed.nn.functional.all_reduce``).
+
+    Example:
+        >>> mean, var, n = reduced_moments(torch.tensor([[1.0], [3.0]]), lambda t: t)
+        >>> mean.item(), var.item(), n.item()
+        (2.0, 1.0, 2.0)
+    """
+    channel = channel_dim(x)
+    dims = [d for d in range(x.dim()) if d != channel]
+    shape = broadcast_shape(tuple(x.shape[1:]))
+    count = x.new_full((1,), x.numel() / max(x.shape[channel], 1))
+    first = reduce(torch.cat([x.sum(dims).reshape(-1), count]))
+    n = first[-1]
+    mean = (first[:-1] / n).reshape(shape)
+    var = (reduce(((x - mean) ** 2).sum(dims).reshape(-1)) / n).reshape(shape)
+    return mean, var, n

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowspec.nn.emit import Emitted
+
 __all__ = ["BASES", "DiagNormal", "GaussianMixture", "StandardNormal", "build_base"]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -41,6 +43,9 @@ class StandardNormal(nn.Module):
             n, self.dim, device=self._ref.device, dtype=self._ref.dtype
         )
 
+    def emit(self) -> Emitted:
+        return Emitted(f"StandardNormal({self.dim})", {"StandardNormal": STANDARD_SOURCE})
+
 
 class DiagNormal(nn.Module):
     """N(loc, diag(exp(log_scale))^2) with learned ``loc`` and ``log_scale`` (init 0)."""
@@ -56,6 +61,9 @@ class DiagNormal(nn.Module):
     def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
         eps = torch.randn(n, self.loc.shape[0], device=self.loc.device, dtype=self.loc.dtype)
         return self.loc + temperature * torch.exp(self.log_scale) * eps
+
+    def emit(self) -> Emitted:
+        return Emitted(f"DiagNormal({self.loc.shape[0]})", {"DiagNormal": DIAG_SOURCE})
 
 
 class GaussianMixture(nn.Module):
@@ -76,6 +84,87 @@ class GaussianMixture(nn.Module):
         k = torch.multinomial(torch.softmax(self.logits.detach(), 0), n, replacement=True)
         eps = torch.randn(n, self.loc.shape[1], device=self.loc.device, dtype=self.loc.dtype)
         return self.loc[k] + temperature * torch.exp(self.log_scale[k]) * eps
+
+    def emit(self) -> Emitted:
+        expr = f"GaussianMixture({self.loc.shape[1]}, {self.loc.shape[0]})"
+        return Emitted(expr, {"GaussianMixture": MIXTURE_SOURCE})
+
+
+NORMAL_LOG_PROB = """
+LOG_2PI = math.log(2 * math.pi)
+
+
+def normal_log_prob(z: Tensor, loc: Tensor, log_scale: Tensor) -> Tensor:
+    u = (z - loc) * torch.exp(-log_scale)
+    return -0.5 * (u * u + LOG_2PI).sum(-1) - log_scale.sum(-1)
+"""
+
+STANDARD_SOURCE = (
+    NORMAL_LOG_PROB
+    + '''
+
+class StandardNormal(nn.Module):
+    """The base N(0, I) over the flat latent (N, D); temperature T scales the std by T."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        return -0.5 * (z * z + LOG_2PI).sum(-1)
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        return temperature * torch.randn(
+            n, self.dim, device=self._ref.device, dtype=self._ref.dtype
+        )
+'''
+)
+
+DIAG_SOURCE = (
+    NORMAL_LOG_PROB
+    + '''
+
+class DiagNormal(nn.Module):
+    """The base N(loc, diag(exp(log_scale))^2), learned loc and log_scale."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(dim))
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        return normal_log_prob(z, self.loc, self.log_scale)
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        eps = torch.randn(n, self.loc.shape[0], device=self.loc.device, dtype=self.loc.dtype)
+        return self.loc + temperature * torch.exp(self.log_scale) * eps
+'''
+)
+
+MIXTURE_SOURCE = (
+    NORMAL_LOG_PROB
+    + '''
+
+class GaussianMixture(nn.Module):
+    """The base: a mixture of K diagonal Gaussians (weights, means and log-scales learned)."""
+
+    def __init__(self, dim: int, components: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.loc = nn.Parameter(torch.zeros(components, dim))
+        self.log_scale = nn.Parameter(torch.zeros(components, dim))
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        per = normal_log_prob(z[:, None, :], self.loc, self.log_scale)  # (N, K)
+        return torch.logsumexp(per + torch.log_softmax(self.logits, 0), dim=1)
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        k = torch.multinomial(torch.softmax(self.logits.detach(), 0), n, replacement=True)
+        eps = torch.randn(n, self.loc.shape[1], device=self.loc.device, dtype=self.loc.dtype)
+        return self.loc[k] + temperature * torch.exp(self.log_scale[k]) * eps
+'''
+)
 
 
 def _mixture(spec: Any, dim: int, seed: int) -> nn.Module:

@@ -11,6 +11,7 @@ applied is a row of :data:`flowspec.nn.transforms.TRANSFORMS`.
 
 from __future__ import annotations
 
+import hashlib
 from math import prod
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import Tensor
 
 from flowspec.layers.masks import split_axis
 from flowspec.nn.base import Bijection, sum_except_batch, zeros_logdet
+from flowspec.nn.emit import Emitted, emit_part, literal
 from flowspec.nn.nets import build_net
 from flowspec.nn.transforms import Transform, build_transform
 
@@ -40,7 +42,8 @@ class Coupling(Bijection):
         super().__init__()
         self.half = net_input == "half"
         self.transform = transform
-        b = torch.tensor(mask, dtype=torch.float32).reshape(1, *shape)
+        self.mask, self.shape, self.net_input = tuple(mask), tuple(shape), net_input
+        b = torch.tensor(mask, dtype=torch.get_default_dtype()).reshape(1, *shape)
         if self.half:
             # gather along the axis the mask cuts: features, channels, tokens or token values
             self.axis = split_axis(mask, shape) or 1
@@ -89,6 +92,79 @@ class Coupling(Bijection):
             return self._merge(kept, self.transform.inverse(self, moved, self.net(kept)))
         b = self.b.to(y.dtype)
         return torch.where(self.kept, y, self.transform.inverse(self, y, self.net(b * y)))
+
+    def emit(self) -> Emitted:
+        net = emit_part(self.net, "the conditioner")
+        transform = emit_part(self.transform, "the coupling's transform")
+        mask, own = literal(self.mask), {"Coupling": SOURCE}
+        if len(self.mask) > 32:  # an image mask: a named constant of 0/1 digits, once per mask
+            bits = "".join(map(str, self.mask))
+            mask = "MASK_" + hashlib.sha256(bits.encode()).hexdigest()[:8]
+            rows = "\n".join(f'    "{bits[i : i + 64]}"' for i in range(0, len(bits), 64))
+            shape = " x ".join(map(str, self.shape))
+            own[mask] = f"{mask} = (  # {shape}, C order, 1 = kept\n{rows}\n)"
+        args = [mask, literal(self.shape), net.expr, literal(self.net_input), transform.expr]
+        return Emitted.of(f"Coupling({', '.join(args)})", own, (net, transform))
+
+
+SOURCE = '''
+class Coupling(nn.Module):
+    """A coupling: with mask b (1 = kept, 0 = transformed) the transform changes the elements
+    where b is 0, with parameters the conditioner net computes from those where it is 1. With
+    net_input "half" the kept and transformed parts are gathered along dim 1 and the net sees
+    only the kept part; with "masked" it sees b * x at full size."""
+
+    def __init__(self, mask, shape, net: nn.Module, net_input: str, transform) -> None:
+        super().__init__()
+        mask = tuple(int(bit) for bit in mask)  # a tuple, or a string of 0/1 digits
+        self.half = net_input == "half"
+        self.transform = transform
+        b = torch.tensor(mask, dtype=torch.get_default_dtype()).reshape(1, *shape)
+        if self.half:
+            per = math.prod(shape[1:])
+            kept = [i for i in range(shape[0]) if mask[i * per]]
+            moved = [i for i in range(shape[0]) if not mask[i * per]]
+            order = torch.tensor(kept + moved)
+            self.n_kept = len(kept)
+            self.contiguous = kept + moved == list(range(shape[0]))
+            self.register_buffer("order", order, persistent=False)
+            self.register_buffer("unorder", torch.argsort(order), persistent=False)
+            out_shape = (len(moved), *shape[1:])
+        else:
+            self.contiguous = True
+            self.register_buffer("b", b, persistent=False)
+            self.register_buffer("kept", b.bool(), persistent=False)
+            out_shape = tuple(shape)
+        self.net = net
+        transform.add_parameters(self, out_shape)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.contiguous:
+            x = x.index_select(1, self.order)
+        return x[:, : self.n_kept], x[:, self.n_kept :]
+
+    def _merge(self, kept: Tensor, moved: Tensor) -> Tensor:
+        y = torch.cat([kept, moved], dim=1)
+        return y if self.contiguous else y.index_select(1, self.unorder)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self.half:
+            kept, moved = self._split(x)
+            moved, log_abs = self.transform.forward(self, moved, self.net(kept))
+            logdet = zeros_logdet(x) if log_abs is None else sum_except_batch(log_abs)
+            return self._merge(kept, moved), logdet
+        b = self.b.to(x.dtype)
+        y, log_abs = self.transform.forward(self, x, self.net(b * x))
+        logdet = zeros_logdet(x) if log_abs is None else sum_except_batch(log_abs * (1 - b))
+        return torch.where(self.kept, x, y), logdet
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        if self.half:
+            kept, moved = self._split(y)
+            return self._merge(kept, self.transform.inverse(self, moved, self.net(kept)))
+        b = self.b.to(y.dtype)
+        return torch.where(self.kept, y, self.transform.inverse(self, y, self.net(b * y)))
+'''
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Coupling:

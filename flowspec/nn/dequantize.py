@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from flowspec.nn.base import Bijection
+from flowspec.nn.emit import Emitted
 
 __all__ = ["Dequantize", "build"]
 
@@ -51,6 +52,36 @@ class Dequantize(Bijection):
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         x = y * self.levels
         return torch.floor(x).clamp(0, self.levels - 1) if self.round else x
+
+    def emit(self) -> Emitted:
+        expr = f"Dequantize({self.levels}, {self.log_levels_total!r})"
+        return Emitted(expr, {"Dequantize": SOURCE})
+
+
+SOURCE = '''
+class Dequantize(nn.Module):
+    """Uniform dequantisation: integers x in 0..levels-1 -> (x + u) / levels with u ~ U[0, 1)
+    drawn in every forward pass (noise=False: x / levels); logdet = -D log(levels). The inverse
+    floors back to integers (round=False: no flooring)."""
+
+    def __init__(self, levels: int, log_levels_total: float) -> None:
+        super().__init__()
+        self.levels, self.log_levels_total = levels, log_levels_total
+        self.noise, self.round = True, True
+        self.register_buffer("_ref", torch.zeros(()), persistent=False)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if not x.is_floating_point():
+            x = x.to(self._ref.dtype)
+        if self.noise:
+            x = x + torch.rand_like(x)
+        logdet = torch.full((x.shape[0],), -self.log_levels_total, dtype=x.dtype, device=x.device)
+        return x / self.levels, logdet
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        x = y * self.levels
+        return torch.floor(x).clamp(0, self.levels - 1) if self.round else x
+'''
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Dequantize:

@@ -238,9 +238,9 @@ class Flow(nn.Module):
         return [step.name for step in self._steps]
 
     @property
-    def levels(self) -> int | None:
+    def discrete_levels(self) -> int | None:
         """The ``levels`` of a ``dequantize`` step that starts the flow (integer data), else
-        None."""
+        None. (Not ``levels``: that name is the submodule of a multiscale flow's ``levels:``.)"""
         first = self._steps[0] if self._steps else None
         return first.module.levels if first is not None and first.kind == "dequantize" else None
 

@@ -7,6 +7,8 @@ from the same seeded random rotation. For vectors it is a learned D x D linear m
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowspec.nn.base import Bijection, spatial_size
+from flowspec.nn.emit import Emitted
 
 __all__ = ["InvConv", "build", "random_rotation"]
 
@@ -35,19 +38,35 @@ class InvConv(Bijection):
         super().__init__()
         n = shape[-1] if len(shape) == 2 else shape[0]  # token sequences: the token values
         self.positions, self.lu = spatial_size(shape), lu
-        w = random_rotation(n, seed)
+        # Drawn in float64, stored like any new tensor: the default dtype and row-major (QR's
+        # column-major Q would make slogdet differ in the last bits from the saved, reloaded W).
+        w = random_rotation(n, seed).contiguous()
+        dtype = torch.get_default_dtype()
         if lu:
-            p, lower, upper = torch.linalg.lu(w)
+            p, lower, upper = (t.contiguous() for t in torch.linalg.lu(w))
             s = torch.diagonal(upper)
-            self.register_buffer("p", p.float())
-            self.register_buffer("sign", torch.sign(s).float())
+            self.register_buffer("p", p.to(dtype))
+            self.register_buffer("sign", torch.sign(s).to(dtype))
             self.register_buffer("lower_mask", torch.tril(torch.ones(n, n), -1), persistent=False)
             self.register_buffer("eye", torch.eye(n), persistent=False)
-            self.lower = nn.Parameter(lower.float())
-            self.upper = nn.Parameter(torch.triu(upper, 1).float())
-            self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
+            self.lower = nn.Parameter(lower.to(dtype))
+            self.upper = nn.Parameter(torch.triu(upper, 1).to(dtype))
+            self.log_s = nn.Parameter(torch.log(torch.abs(s)).to(dtype))
         else:
-            self.weight = nn.Parameter(w.float())
+            self.weight = nn.Parameter(w.to(dtype))
+        self._frozen: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Within: W, its inverse and the log-determinant are constants computed once (for
+        export: ONNX has no matrix inverse, and a fixed model need not recompute them)."""
+        with torch.no_grad():
+            w = self.matrix()
+            self._frozen = (w, torch.linalg.inv(w), self.positions * self.log_abs_det())
+        try:
+            yield
+        finally:
+            self._frozen = None
 
     def matrix(self) -> Tensor:
         """The C x C weight W."""
@@ -82,12 +101,66 @@ class InvConv(Bijection):
         return F.conv2d(x, w.reshape(*w.shape, 1, 1))
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if self._frozen is not None:
+            w, _, logdet = self._frozen
+            return self._mix_channels(x, w.to(x.dtype)), logdet.to(x.dtype).expand(x.shape[0])
+        w = self.matrix().to(x.dtype)
+        logdet = (self.positions * self.log_abs_det()).to(x.dtype)
+        return self._mix_channels(x, w), logdet.expand(x.shape[0])
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        if self._frozen is not None:
+            return self._mix_channels(y, self._frozen[1].to(y.dtype))
+        return self._mix_channels(y, torch.linalg.inv(self.matrix().to(y.dtype)))
+
+    def emit(self) -> Emitted:
+        n = (self.lower if self.lu else self.weight).shape[0]
+        return Emitted(f"InvConv({n}, {self.positions}, {self.lu})", {"InvConv": SOURCE})
+
+
+SOURCE = '''
+class InvConv(nn.Module):
+    """Invertible 1x1 convolution (Glow): y[:, :, i, j] = W x[:, :, i, j] (y = x W^T on
+    vectors); logdet = H * W * log|det W|. With lu, W = P L (U + diag(sign * exp(log_s))),
+    L unit-lower, U strictly upper, and log|det W| = sum(log_s)."""
+
+    def __init__(self, channels: int, positions: int, lu: bool) -> None:
+        super().__init__()
+        n, self.positions, self.lu = channels, positions, lu
+        if lu:
+            self.register_buffer("p", torch.zeros(n, n))
+            self.register_buffer("sign", torch.zeros(n))
+            self.register_buffer("lower_mask", torch.tril(torch.ones(n, n), -1), persistent=False)
+            self.register_buffer("eye", torch.eye(n), persistent=False)
+            self.lower = nn.Parameter(torch.zeros(n, n))
+            self.upper = nn.Parameter(torch.zeros(n, n))
+            self.log_s = nn.Parameter(torch.zeros(n))
+        else:
+            self.weight = nn.Parameter(torch.zeros(n, n))
+
+    def matrix(self) -> Tensor:
+        if not self.lu:
+            return self.weight
+        lower = self.lower * self.lower_mask + self.eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign * torch.exp(self.log_s))
+        return self.p @ lower @ upper
+
+    def log_abs_det(self) -> Tensor:
+        return self.log_s.sum() if self.lu else torch.linalg.slogdet(self.weight)[1]
+
+    def _mix_channels(self, x: Tensor, w: Tensor) -> Tensor:
+        if x.dim() == 2:
+            return x @ w.T
+        return F.conv2d(x, w.reshape(*w.shape, 1, 1))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         w = self.matrix().to(x.dtype)
         logdet = (self.positions * self.log_abs_det()).to(x.dtype)
         return self._mix_channels(x, w), logdet.expand(x.shape[0])
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         return self._mix_channels(y, torch.linalg.inv(self.matrix().to(y.dtype)))
+'''
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> InvConv:

@@ -17,6 +17,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from flowspec.layers.nets import GlowConvSpec, MLPSpec, ResNetSpec
+from flowspec.nn.emit import Emitted, literal
 from flowspec.nn.vit import ViTNet
 
 __all__ = ["ACTIVATIONS", "NETS", "GlowConvNet", "MLPNet", "ResNet", "build_net"]
@@ -40,7 +41,7 @@ def _zero(layer: nn.Module) -> nn.Module:
 
 def _mlp(sizes: list[int], activation: str, zero_last: bool) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
@@ -59,6 +60,7 @@ class MLPNet(nn.Module):
         d_in, d_out = prod(in_shape), prod(out_shape)
         self.n_out, self.separate = n_out, spec.towers == "separate"
         self.out_shape = tuple(out_shape)
+        self.sizes, self.activation = [d_in, *spec.hidden, d_out], spec.activation
         if self.separate:
             self.towers = nn.ModuleList(
                 _mlp([d_in, *spec.hidden, d_out], spec.activation, spec.zero_init)
@@ -76,6 +78,11 @@ class MLPNet(nn.Module):
             return parts
         return tuple(p.reshape(x.shape[0], *self.out_shape) for p in parts)
 
+    def emit(self) -> Emitted:
+        args = [literal(self.sizes), literal(self.activation), str(self.n_out), str(self.separate),
+                literal(self.out_shape)]  # fmt: skip
+        return Emitted(f"MLPNet({', '.join(args)})", {"MLPNet": MLP_SOURCE})
+
 
 class GlowConvNet(nn.Module):
     """Glow's conditioner: conv3x3 - ReLU - conv1x1 - ReLU - zero-initialised conv3x3."""
@@ -86,6 +93,7 @@ class GlowConvNet(nn.Module):
         super().__init__()
         ch, self.n_out = spec.channels, n_out
         self.out_shape = tuple(out_shape)
+        self.sizes = (in_shape[0], ch, n_out * out_shape[0])
         self.layers = nn.Sequential(
             nn.Conv2d(in_shape[0], ch, 3, padding=1),
             nn.ReLU(),
@@ -96,6 +104,10 @@ class GlowConvNet(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
         return self.layers(x).chunk(self.n_out, dim=1)
+
+    def emit(self) -> Emitted:
+        expr = f"GlowConvNet({literal(self.sizes)}, {self.n_out})"
+        return Emitted(expr, {"GlowConvNet": GLOW_CONV_SOURCE})
 
 
 class ResidualBlock(nn.Module):
@@ -128,6 +140,8 @@ class ResNet(nn.Module):
         super().__init__()
         ch, self.n_out = spec.channels, n_out
         self.out_shape = tuple(out_shape)
+        self.sizes, self.blocks = (in_shape[0], ch, n_out * out_shape[0]), spec.blocks
+        self.norm = spec.norm
         out = nn.Conv2d(ch, n_out * out_shape[0], 3, padding=1)
         self.layers = nn.Sequential(
             nn.Conv2d(in_shape[0], ch, 3, padding=1),
@@ -139,6 +153,10 @@ class ResNet(nn.Module):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
         return self.layers(x).chunk(self.n_out, dim=1)
 
+    def emit(self) -> Emitted:
+        expr = f"ResNet({literal(self.sizes)}, {self.blocks}, {literal(self.norm)}, {self.n_out})"
+        return Emitted(expr, {"ResNet": RESNET_SOURCE})
+
 
 NETS: dict[str, type[nn.Module]] = {
     "mlp": MLPNet,
@@ -146,6 +164,112 @@ NETS: dict[str, type[nn.Module]] = {
     "resnet": ResNet,
     "vit": ViTNet,
 }
+
+
+MLP_SOURCE = '''
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+}
+
+
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class MLPNet(nn.Module):
+    """Vector conditioner: one trunk whose last layer outputs every parameter (parameter-major),
+    or one tower per parameter; returns n_out tensors shaped like the transformed part."""
+
+    def __init__(self, sizes, activation: str, n_out: int, separate: bool, out_shape) -> None:
+        super().__init__()
+        self.n_out, self.separate, self.out_shape = n_out, separate, tuple(out_shape)
+        if separate:
+            self.towers = nn.ModuleList(mlp(sizes, activation) for _ in range(n_out))
+        else:
+            self.trunk = mlp([*sizes[:-1], n_out * sizes[-1]], activation)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
+        if self.separate:
+            parts = tuple(tower(x) for tower in self.towers)
+        else:
+            parts = self.trunk(x).chunk(self.n_out, dim=1)
+        if len(self.out_shape) == 1:
+            return parts
+        return tuple(p.reshape(x.shape[0], *self.out_shape) for p in parts)
+'''
+
+GLOW_CONV_SOURCE = '''
+class GlowConvNet(nn.Module):
+    """Glow's conditioner: conv3x3 - ReLU - conv1x1 - ReLU - conv3x3, outputs chunked by
+    parameter along the channels."""
+
+    def __init__(self, sizes: tuple[int, int, int], n_out: int) -> None:
+        super().__init__()
+        c_in, ch, c_out = sizes
+        self.n_out = n_out
+        self.layers = nn.Sequential(
+            nn.Conv2d(c_in, ch, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(ch, ch, 1),
+            nn.ReLU(),
+            nn.Conv2d(ch, c_out, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
+        return self.layers(x).chunk(self.n_out, dim=1)
+'''
+
+RESNET_SOURCE = '''
+class ResidualBlock(nn.Module):
+    """norm - ReLU - conv3x3 - norm - ReLU - conv3x3, plus the input."""
+
+    def __init__(self, channels: int, norm: str) -> None:
+        super().__init__()
+
+        def make_norm() -> nn.Module:
+            return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
+
+        self.body = nn.Sequential(
+            make_norm(),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            make_norm(),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class ResNet(nn.Module):
+    """RealNVP's conditioner: conv3x3 in, residual blocks, ReLU, conv3x3 out, outputs chunked
+    by parameter along the channels."""
+
+    def __init__(self, sizes: tuple[int, int, int], blocks: int, norm: str, n_out: int) -> None:
+        super().__init__()
+        c_in, ch, c_out = sizes
+        self.n_out = n_out
+        self.layers = nn.Sequential(
+            nn.Conv2d(c_in, ch, 3, padding=1),
+            *(ResidualBlock(ch, norm) for _ in range(blocks)),
+            nn.ReLU(),
+            nn.Conv2d(ch, c_out, 3, padding=1),
+        )
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
+        return self.layers(x).chunk(self.n_out, dim=1)
+'''
 
 
 def build_net(

@@ -100,7 +100,7 @@ def data_round_trip(flow: Flow, n: int, generator: torch.Generator) -> OracleRes
     """For a flow that starts with ``dequantize``: ``n`` integer examples through the flow as
     used (eval mode, noise and rounding on) and back; they must be recovered exactly. None for
     other flows (their domain inputs are covered by the deterministic round trip)."""
-    levels = flow.levels
+    levels = flow.discrete_levels
     if levels is None:
         return None
     x = torch.randint(0, levels, (n, *flow.input_shape), generator=generator).double()

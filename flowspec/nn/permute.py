@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from flowspec.nn.base import Bijection, zeros_logdet
+from flowspec.nn.emit import Emitted
 
 __all__ = ["Permute", "build"]
 
@@ -41,9 +42,29 @@ class Permute(Bijection):
             problems.append("inverse_perm: not the inverse of perm")
         return problems
 
+    def emit(self) -> Emitted:
+        return Emitted(f"Permute({len(self.perm)})", {"Permute": SOURCE})
+
 
 def _shown(values: list[int]) -> str:
     return ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
+
+
+SOURCE = '''
+class Permute(nn.Module):
+    """A fixed permutation of dim 1: y[:, i] = x[:, perm[i]]; logdet 0 (perm from the file)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.register_buffer("perm", torch.arange(size))
+        self.register_buffer("inverse_perm", torch.arange(size))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return x.index_select(1, self.perm), zeros_logdet(x)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        return y.index_select(1, self.inverse_perm)
+'''
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Permute:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.nn.base import Bijection, sum_except_batch, zeros_logdet
+from flowspec.nn.emit import Emitted
 
 __all__ = ["PRIOR_LOG_STD_BOUND", "Split", "build"]
 
@@ -66,6 +67,52 @@ class Split(Bijection):
             mean, log_std = self.mean_log_std(kept)
             z = z * torch.exp(log_std) + mean
         return torch.cat([kept, z], dim=1)
+
+    def emit(self) -> Emitted:
+        image = isinstance(self.prior, nn.Conv2d)
+        return Emitted(f"Split({self.half}, {self.prior is not None}, {image})", {"Split": SOURCE})
+
+
+SOURCE = (
+    '''
+class Split(nn.Module):
+    """Factor-out: (N, C, ...) -> kept (N, C/2, ...) and latent (N, C/2, ...). With a learned
+    prior (Glow) a zero-initialised conv3x3 (images) or linear map (vectors) of the kept half
+    gives mean and log-std (clamped to +-PRIOR_LOG_STD_BOUND, so sampling cannot overflow), and
+    the latent is (h - mean) * exp(-log_std), logdet -sum(log_std)."""
+
+    PRIOR_LOG_STD_BOUND = '''
+    + repr(PRIOR_LOG_STD_BOUND)
+    + """
+
+    def __init__(self, half: int, learned_prior: bool, image: bool) -> None:
+        super().__init__()
+        self.half = half
+        self.prior = None
+        if learned_prior:
+            self.prior = (
+                nn.Conv2d(half, 2 * half, 3, padding=1) if image else nn.Linear(half, 2 * half)
+            )
+
+    def mean_log_std(self, kept: Tensor) -> tuple[Tensor, Tensor]:
+        mean, log_std = self.prior(kept).chunk(2, dim=1)
+        return mean, log_std.clamp(-self.PRIOR_LOG_STD_BOUND, self.PRIOR_LOG_STD_BOUND)
+
+    def forward(self, x: Tensor, context: Tensor | None = None):
+        kept, out = x[:, : self.half], x[:, self.half :]
+        if self.prior is None:
+            return (kept, out), zeros_logdet(x)
+        mean, log_std = self.mean_log_std(kept)
+        return (kept, (out - mean) * torch.exp(-log_std)), -sum_except_batch(log_std)
+
+    def inverse(self, y: tuple[Tensor, Tensor], context: Tensor | None = None) -> Tensor:
+        kept, z = y
+        if self.prior is not None:
+            mean, log_std = self.mean_log_std(kept)
+            z = z * torch.exp(log_std) + mean
+        return torch.cat([kept, z], dim=1)
+"""
+)
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Split:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flowspec.nn.emit import Emitted, literal
+
 __all__ = [
     "LOG_SCALES",
     "SIGMOID_LOG_SCALE_MIN",
@@ -65,6 +67,9 @@ class Additive(Transform):
     def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
         return y - params[0]
 
+    def emit(self) -> Emitted:
+        return Emitted("Additive()", {"Additive": ADDITIVE_SOURCE})
+
 
 # The bounded log-scale s from the network's raw output; ``layer`` holds ``scale`` for
 # scaled_tanh (RealNVP's learned per-element scale).
@@ -104,11 +109,69 @@ class Affine(Transform):
     def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
         return (y - params[0]) * torch.exp(-self.bound(layer, params[1]))
 
+    def emit(self) -> Emitted:
+        return Emitted(f"Affine({literal(self.log_scale)})", {"Affine": AFFINE_SOURCE})
+
 
 TRANSFORMS: dict[str, Callable[[Any], Transform]] = {
     "additive": lambda spec: Additive(),
     "affine": lambda spec: Affine(spec.log_scale),
 }
+
+
+ADDITIVE_SOURCE = '''
+class Additive:
+    """NICE's transform: y = x + t, log-determinant 0 (returned as None)."""
+
+    n_params = 1
+
+    def add_parameters(self, layer: nn.Module, shape: tuple[int, ...]) -> None:
+        pass
+
+    def forward(self, layer: nn.Module, x: Tensor, params: tuple[Tensor, ...]):
+        return x + params[0], None
+
+    def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+        return y - params[0]
+'''
+
+AFFINE_SOURCE = (
+    """
+# The bounded log-scale s from the net's raw output (scaled_tanh: RealNVP's learned scale;
+# sigmoid: Glow's scale sigmoid(raw + 2), floored so that the inverse cannot overflow).
+SIGMOID_LOG_SCALE_MIN = """
+    + repr(SIGMOID_LOG_SCALE_MIN)
+    + '''
+LOG_SCALES = {
+    "tanh": lambda layer, raw: torch.tanh(raw),
+    "scaled_tanh": lambda layer, raw: layer.scale * torch.tanh(raw),
+    "sigmoid": lambda layer, raw: F.logsigmoid(raw + 2.0).clamp(min=SIGMOID_LOG_SCALE_MIN),
+    "none": lambda layer, raw: raw,
+}
+
+
+class Affine:
+    """RealNVP's transform: y = x * exp(s) + t with params = (t, raw log-scale), s bounded by
+    LOG_SCALES; log|dy/dx| = s."""
+
+    n_params = 2
+
+    def __init__(self, log_scale: str) -> None:
+        self.log_scale = log_scale
+        self.bound = LOG_SCALES[log_scale]
+
+    def add_parameters(self, layer: nn.Module, shape: tuple[int, ...]) -> None:
+        if self.log_scale == "scaled_tanh":
+            layer.scale = nn.Parameter(torch.ones(1, *shape))
+
+    def forward(self, layer: nn.Module, x: Tensor, params: tuple[Tensor, ...]):
+        s = self.bound(layer, params[1])
+        return x * torch.exp(s) + params[0], s
+
+    def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+        return (y - params[0]) * torch.exp(-self.bound(layer, params[1]))
+'''
+)
 
 
 def build_transform(spec: Any) -> Transform:

@@ -3,9 +3,10 @@
 The schema bounds each value on its own; these checks bound what the values add up to, against
 the limits of :mod:`flowspec.limits` (each can be raised explicitly): op instances after
 expanding ``repeat`` blocks (``ops``), elements of one example (``elements``), the widths and
-depths of conditioners and the components of a mixture base (``width``, ``blocks``), and
-``train.threads`` (``threads``). The walk visits each written value once (a repeat's body is not
-expanded), so it is cheap however large the numbers are.
+depths of conditioners and the components of a mixture base (``width``, ``blocks``),
+``train.threads`` (``threads``) and ``train.workers`` (``workers``). The walk visits each
+written value once (a repeat's body is not expanded), so it is cheap however large the numbers
+are.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ FIELD_LIMITS: dict[str, tuple[str, str | None]] = {
     "blocks": ("blocks", None),
     "depth": ("blocks", None),
     "threads": ("threads", None),
+    "workers": ("workers", None),
 }
 
 

@@ -77,7 +77,7 @@ class LevelSpec(StrictModel):
 class InputSpec(StrictModel):
     """Per-example shape: ``[D]`` for vectors, ``[C, H, W]`` for images."""
 
-    shape: tuple[PositiveInt, ...]
+    shape: tuple[PositiveInt, ...] = Field(examples=[[2], [3, 32, 32]])
 
 
 class FlowSpec(StrictModel):

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from flowspec.errors import Diagnostic, SpecError
 from flowspec.spec.bounds import too_deep
 from flowspec.spec.budget import check_budget
+from flowspec.spec.messages import TYPE_ERRORS, type_problem
 from flowspec.spec.models import FlowSpec
 from flowspec.spec.scalars import yaml11_reading
 from flowspec.spec.source import PathKey, Source
@@ -98,12 +99,14 @@ _EXPECTED = {
 }
 
 
-def _wrong_type(kind: str, value: Any) -> tuple[str, str | None]:
-    """Message and hint for a value of the wrong type (the models never coerce)."""
-    expected = _EXPECTED[kind]
+def _wrong_type(kind: str, value: Any, path: PathKey, parent: Any) -> tuple[str, str | None]:
+    """Message and hint for a value of the wrong type or range (the models never coerce): what
+    the field expects (its type, bounds and an example, :mod:`flowspec.spec.messages`), and why
+    the value is not that when YAML or a type could mislead."""
+    described = type_problem(kind, path[-1], parent) if path else None
+    expected, hint = described or (_EXPECTED.get(kind, "another value"), None)
     shown = f"the string {value!r}" if isinstance(value, str) else repr(value)
     message = f"expected {expected}, got {shown}"
-    hint = None
     reading = yaml11_reading(value)
     if reading == "quoted":
         hint = f"{value!r} is quoted, so it is a string: remove the quotes"
@@ -150,8 +153,8 @@ def _diagnostic(err: Any, source: Source) -> Diagnostic:
         hint = "each layer needs 'type: <kind>' (or 'repeat: K' with a 'body' list)"
     elif kind == "missing":
         message = f"missing required key '{path[-1]}'"
-    elif kind in _EXPECTED:
-        message, hint = _wrong_type(kind, _value_at(source.data, path))
+    elif kind in _EXPECTED or kind in TYPE_ERRORS:
+        message, hint = _wrong_type(kind, _value_at(source.data, path), path, parent)
     elif kind == "literal_error":
         options = [o.strip(" '") for o in ctx.get("expected", "").replace(" or ", ",").split(",")]
         value = _value_at(source.data, path)

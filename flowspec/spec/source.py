@@ -122,7 +122,8 @@ def read_source(path: str | Path) -> Source:
             Diagnostic(
                 "spec-missing",
                 f"spec file '{path}' does not exist",
-                hint="check the path; specs/ holds the shipped examples",
+                hint="check the path; 'flowspec specs' lists the shipped specs, which can be "
+                "given by name",
             )
         )
     most = limit("spec_bytes")

@@ -6,13 +6,15 @@ spec. :func:`flowspec.train` takes a :class:`TrainSpec` directly when used from 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
+from flowspec.errors import Diagnostic, SpecError
 from flowspec.layers.base import PositiveInt, Seed, StrictModel
 
-__all__ = ["DataSpec", "TrainSpec"]
+__all__ = ["DataSpec", "TrainSpec", "override_train"]
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -21,13 +23,25 @@ NonNegativeFloat = Annotated[float, Field(ge=0)]
 class DataSpec(StrictModel):
     """Where the training data comes from.
 
-    ``name`` is a built-in data set (``moons``, ``digits``, ... see ``flowspec.data``) or a path
-    to a ``.npy`` / ``.csv`` file. ``seed`` fixes the train/validation/test split, so that
-    ``flowspec eval`` scores the same test examples that training never saw.
+    ``name`` is a built-in data set (``moons``, ``digits``, ... see ``flowspec.data``), a path
+    to a ``.npy`` / ``.csv`` / ImageNet-style ``.npz`` / CIFAR-10 ``.bin`` file, or a folder
+    (CIFAR-10 binary batches, ImageNet-style ``.npz`` batches, PNG/JPEG images with optional
+    class subfolders). ``seed`` fixes the train/validation/test split, so that
+    ``flowspec eval`` scores the same test examples that training never saw. For a folder of
+    images, ``crop: center`` cuts each image to its largest centred region with the target's
+    aspect ratio and ``size`` (``H`` or ``[H, W]``) then resizes it.
     """
 
     name: str = "moons"
     seed: Seed = 0
+    size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None
+    crop: Literal["none", "center"] = "none"
+
+    def image_size(self) -> tuple[int, int] | None:
+        """``size`` as ``(H, W)`` (None: keep the images' own size)."""
+        if self.size is None or isinstance(self.size, tuple):
+            return self.size
+        return (self.size, self.size)
 
 
 class TrainSpec(StrictModel):
@@ -38,6 +52,11 @@ class TrainSpec(StrictModel):
     stops training after that many validations without a new best validation NLL.
     ``threads`` sets torch's CPU threads for the run (default: torch's choice); small flows
     train fastest on one thread, and a resumed run must use the same number to match exactly.
+    ``batch_size`` is the global batch: on N processes (torchrun) each takes ``batch_size / N``
+    examples of it and the learning rate is not rescaled. ``workers`` DataLoader processes
+    read and decode batches ahead of the training step (0: in the training process; results
+    do not depend on it). ``precision: bf16`` runs the conditioner networks in bfloat16 while
+    log-determinants, the base log-density and the loss stay float32.
     """
 
     epochs: PositiveInt | None = 20
@@ -53,6 +72,8 @@ class TrainSpec(StrictModel):
     val_every: PositiveInt | None = None
     seed: Seed = 0
     threads: PositiveInt | None = None
+    workers: Annotated[int, Field(ge=0)] = 0
+    precision: Literal["float32", "bf16"] = "float32"
 
     @field_validator("min_lr")
     @classmethod
@@ -64,3 +85,57 @@ class TrainSpec(StrictModel):
                 "down to min_lr"
             )
         return min_lr
+
+
+def override_train(
+    base: TrainSpec | None,
+    config: TrainSpec | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> TrainSpec:
+    """The training settings of a run: ``base`` (a spec's ``train:`` section, or the defaults)
+    with the fields that ``config`` sets explicitly, then ``changes``, written over it.
+
+    Every field not named keeps its value from ``base``, so overriding ``steps`` keeps the spec's
+    ``threads``, ``lr``, ... Setting ``epochs`` (and not ``steps``) clears the base's ``steps``,
+    since ``steps`` would otherwise win.
+
+    Raises:
+        SpecError: an unknown field name (``unknown-key``) or a bad value (``bad-value``).
+
+    Example:
+        >>> spec_train = TrainSpec(epochs=16, lr=3e-3, threads=1)
+        >>> run = override_train(spec_train, TrainSpec(steps=500), {"batch_size": 128})
+        >>> run.steps, run.batch_size, run.lr, run.threads
+        (500, 128, 0.003, 1)
+        >>> override_train(TrainSpec(steps=500), changes={"epochs": 2}).steps is None
+        True
+    """
+    values = (base or TrainSpec()).model_dump()
+    given = {} if config is None else {k: getattr(config, k) for k in config.model_fields_set}
+    given.update(changes or {})
+    unknown = sorted(set(given) - set(TrainSpec.model_fields))
+    if unknown:
+        raise SpecError(
+            Diagnostic(
+                "unknown-key",
+                f"unknown training setting(s) {', '.join(map(repr, unknown))}",
+                "train",
+                hint=f"settings: {', '.join(TrainSpec.model_fields)}",
+            )
+        )
+    values.update(given)
+    if "epochs" in given and "steps" not in given:
+        values["steps"] = None
+    try:
+        return TrainSpec.model_validate(values)
+    except ValidationError as exc:
+        raise SpecError(
+            [
+                Diagnostic(
+                    "bad-value",
+                    f"{err['msg'].removeprefix('Value error, ')} (got {err['input']!r})",
+                    "train." + ".".join(map(str, err["loc"])),
+                )
+                for err in exc.errors()
+            ]
+        ) from None

@@ -6,8 +6,10 @@ tensors and metadata that :func:`flowspec.load` ignores:
 * ``optim.state.<i>.<key>``: Adam's per-parameter state (``step``, ``exp_avg``, ``exp_avg_sq``),
   ``<i>`` being the parameter's position in ``flow.parameters()``;
 * ``optim.rng.torch`` (and ``optim.rng.cuda``): the global random state, which drives
-  dequantisation noise; ``optim.rng.shuffle``: the shuffling generator's state at the start of
-  the current epoch (the epoch's order is drawn again from it on resume);
+  dequantisation noise; on a job of several processes, ``optim.rng.torch.<r>`` (and
+  ``optim.rng.cuda.<r>``) are those of process ``r >= 1``; ``optim.rng.shuffle``: the shuffling
+  generator's state at the start of the current epoch (the epoch's order is drawn again from it
+  on resume);
 * metadata ``train_state``: :class:`TrainState` as JSON (counters, best validation NLL, the
   metrics history, the training config and data source) and ``optim_groups``: Adam's
   hyper-parameters.
@@ -56,6 +58,7 @@ class TrainState:
     data: str = ""
     data_seed: int = 0
     data_sha256: str = ""  # Splits.digest() of the data trained on ("" in older checkpoints)
+    world_size: int = 1  # processes of the job that wrote it (torchrun)
 
 
 def model_metadata(state: TrainState, row: dict[str, Any]) -> dict[str, str]:
@@ -77,8 +80,10 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: TrainState,
     shuffle_state: torch.Tensor,
+    rng_states: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the model, optimizer, random states and ``state`` to ``path`` atomically."""
+    """Write the model, optimizer, random states and ``state`` to ``path`` atomically
+    (``rng_states``: the other processes' random states, ``rng.torch.<r>``...)."""
     index = {id(p): i for i, p in enumerate(flow.parameters())}
     tensors: dict[str, torch.Tensor] = {}
     for param, slots in optimizer.state.items():
@@ -88,6 +93,8 @@ def save_checkpoint(
     tensors[f"{PREFIX}rng.shuffle"] = shuffle_state
     if any(b.is_cuda for b in flow.buffers()):
         tensors[f"{PREFIX}rng.cuda"] = torch.cuda.get_rng_state()
+    for name, value in (rng_states or {}).items():
+        tensors[f"{PREFIX}{name}"] = value
     groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     metadata = {
         "train_state": json.dumps(asdict(state)),
@@ -135,9 +142,17 @@ def restore_optimizer(
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def restore_rng(extra: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Set the global random state(s); return the shuffling generator's epoch-start state."""
-    torch.set_rng_state(extra["rng.torch"])
-    if "rng.cuda" in extra and torch.cuda.is_available():
-        torch.cuda.set_rng_state(extra["rng.cuda"])
+def restore_rng(
+    extra: dict[str, torch.Tensor], rank: int = 0, fresh_seed: int | None = None
+) -> torch.Tensor:
+    """Set process ``rank``'s global random state(s); return the shuffling generator's
+    epoch-start state. A process the checkpoint has no state for (the job grew) starts a fresh
+    stream from ``fresh_seed``."""
+    suffix = "" if rank == 0 else f".{rank}"
+    if f"rng.torch{suffix}" in extra:
+        torch.set_rng_state(extra[f"rng.torch{suffix}"])
+    elif fresh_seed is not None:
+        torch.manual_seed(fresh_seed)
+    if f"rng.cuda{suffix}" in extra and torch.cuda.is_available():
+        torch.cuda.set_rng_state(extra[f"rng.cuda{suffix}"])
     return extra["rng.shuffle"]

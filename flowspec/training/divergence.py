@@ -5,14 +5,16 @@ finite."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from flowspec.errors import Diagnostic, TrainingError
 from flowspec.nn.flow import Flow
 from flowspec.training.checkpoint import TrainState
+from flowspec.training.evaluate import to_batch
 
-__all__ = ["diverged", "first_bad_gradient"]
+__all__ = ["diverged", "first_bad_chunk", "first_bad_gradient"]
 
 
 def first_bad_gradient(flow: Flow) -> str | None:
@@ -21,6 +23,19 @@ def first_bad_gradient(flow: Flow) -> str | None:
         if param.grad is not None and not torch.isfinite(param.grad).all():
             return name
     return None
+
+
+@torch.no_grad()
+def first_bad_chunk(
+    flow: Flow, x: Any, dtype: torch.dtype, device: torch.device, size: int = 2048
+) -> torch.Tensor:
+    """The first ``size`` examples of ``x`` on which some layer's output is not finite (read
+    chunk by chunk), else the first chunk."""
+    for start in range(0, len(x), size):
+        chunk = to_batch(x[start : start + size], dtype).to(device)
+        if flow.first_nonfinite(chunk) is not None:
+            return chunk
+    return to_batch(x[:size], dtype).to(device)
 
 
 def diverged(
@@ -32,9 +47,11 @@ def diverged(
     saved_step: int,
     gradient_of: str | None = None,
     phase: str = "",
+    elsewhere: bool = False,
 ) -> TrainingError:
     """The error for a non-finite loss (or gradient, or validation NLL), naming the step and the
-    first layer whose output is not finite on ``batch``."""
+    first layer whose output is not finite on ``batch``. ``elsewhere``: on a job of several
+    processes, this process's share of the global batch gave a finite loss."""
     layer = flow.first_nonfinite(batch)
     kinds = {step.name: step.kind for step in flow.steps}
     step = state.step if phase == "validation" else state.step + 1
@@ -49,6 +66,8 @@ def diverged(
         if layer is not None
         else "every layer's output is finite, so the base distribution's log-density overflowed"
     )
+    if elsewhere:
+        where = "this process's share of the batch is finite; another process's share is not"
     largest = float(batch.abs().max()) if batch.numel() else 0.0
     keep = (
         f"the last good checkpoint is {checkpoint} (step {saved_step}); "

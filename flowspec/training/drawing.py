@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "panel_grid",
     "plot_density_2d",
     "plot_flow_steps",
     "plot_image_grid",
@@ -59,34 +60,52 @@ def _series(metrics: Sequence[dict[str, Any]], key: str) -> tuple[list[float], l
     return xs, ys
 
 
-def plot_loss(metrics: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Plot ``train_nll`` and ``val_nll`` (nats) against ``epoch``; ``bits_per_dim`` in a 2nd panel.
+def _curve(ax: Axes, xs: list[float], ys: list[float], label: str, **style: Any) -> None:
+    if xs:
+        ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=label, **style)
+
+
+def plot_loss(
+    metrics: Sequence[dict[str, Any]],
+    path: str | Path,
+    bits: bool | None = None,
+    dim: int | None = None,
+) -> Path:
+    """Plot ``train_nll`` and ``val_nll`` (nats) against ``epoch``; bits per dimension in a
+    second panel.
 
     Args:
         metrics: One dict per logged epoch; keys ``epoch`` (defaults to the 1-based row number),
             ``train_nll``, ``val_nll``, ``bits_per_dim``; any may be missing or None.
         path: Where to write the PNG.
+        bits: Draw the bits/dim panel (default: when some row has ``bits_per_dim``); it is the
+            customary unit for discrete data and images.
+        dim: Dimensions per example; with it the panel also shows the training loss in bits/dim
+            (``train_nll / (dim ln 2)``) beside the validation's.
     """
     has_bpd = any(row.get("bits_per_dim") is not None for row in metrics)
+    has_bpd = has_bpd if bits is None else bits and has_bpd
     fig, axes = _figure(1, 2 if has_bpd else 1, (10 if has_bpd else 5.5, 4))
     ax = axes[0, 0]
-    for key, label in (("train_nll", "train"), ("val_nll", "validation")):
-        xs, ys = _series(metrics, key)
-        if xs:
-            ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=label)
+    _curve(ax, *_series(metrics, "train_nll"), "train")
+    _curve(ax, *_series(metrics, "val_nll"), "validation")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("NLL (nats)")
+    ax.set_ylabel("NLL (nats per example)")
     ax.set_title("Negative log-likelihood")
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
     ax.grid(alpha=0.3)
     if has_bpd:
-        xs, ys = _series(metrics, "bits_per_dim")
-        axes[0, 1].plot(xs, ys, color="tab:green", marker="o" if len(xs) < 30 else None, ms=3)
-        axes[0, 1].set_xlabel("epoch")
-        axes[0, 1].set_ylabel("bits per dimension")
-        axes[0, 1].set_title("Bits per dimension")
-        axes[0, 1].grid(alpha=0.3)
+        bx = axes[0, 1]
+        if dim:
+            xs, ys = _series(metrics, "train_nll")
+            _curve(bx, xs, [y / (dim * math.log(2.0)) for y in ys], "train")
+        _curve(bx, *_series(metrics, "bits_per_dim"), "validation", color="tab:orange")
+        bx.set_xlabel("epoch")
+        bx.set_ylabel("bits per dimension")
+        bx.set_title("Bits per dimension")
+        bx.legend()
+        bx.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -135,52 +154,87 @@ def plot_samples_2d(
     return _save(fig, path)
 
 
-def plot_image_grid(images: np.ndarray, path: str | Path, nrow: int | None = None) -> Path:
-    """Tile images of shape (N, C, H, W), C in {1, 3}, values in [0, 1] (clipped), in a grid.
-
-    Args:
-        images: The images; one channel is drawn with the grey colormap.
-        path: Where to write the PNG.
-        nrow: Images per row; defaults to ``ceil(sqrt(N))``.
-    """
+def _tile(images: np.ndarray, nrow: int | None) -> np.ndarray:
+    """Images (N, C, H, W) in [0, 1] as one (rows, cols, C) array with 1-pixel white borders."""
     imgs = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)
     if imgs.ndim != 4 or imgs.shape[1] not in (1, 3) or len(imgs) == 0:
         raise ValueError(f"expected images of shape (N, 1|3, H, W), got {imgs.shape}")
     n, c, h, w = imgs.shape
     ncol = nrow or math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncol)
-    grid = np.ones((nrows * (h + 1) + 1, ncol * (w + 1) + 1, c))  # 1-pixel white borders
+    grid = np.ones((nrows * (h + 1) + 1, ncol * (w + 1) + 1, c))
     for k in range(n):
         r, q = divmod(k, ncol)
-        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = imgs[
-            k
-        ].transpose(1, 2, 0)
-    fig, axes = _figure(1, 1, (max(2.0, 0.6 * ncol), max(2.0, 0.6 * nrows)))
-    ax = axes[0, 0]
-    if c == 1:
-        ax.imshow(grid[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    else:
-        ax.imshow(grid, interpolation="nearest")
-    ax.axis("off")
+        top, left = 1 + r * (h + 1), 1 + q * (w + 1)
+        grid[top : top + h, left : left + w] = imgs[k].transpose(1, 2, 0)
+    return grid
+
+
+def plot_image_grid(
+    images: np.ndarray,
+    path: str | Path,
+    nrow: int | None = None,
+    title: str = "",
+    beside: Sequence[tuple[str, np.ndarray]] = (),
+) -> Path:
+    """Tile images of shape (N, C, H, W), C in {1, 3}, values in [0, 1] (clipped), in a grid.
+
+    Args:
+        images: The images; one channel is drawn with the grey colormap.
+        path: Where to write the PNG.
+        nrow: Images per row; defaults to ``ceil(sqrt(N))``.
+        title: The grid's title (e.g. ``Model samples, temperature 0.8``).
+        beside: More ``(title, images)`` grids drawn to the right on the same scale (e.g. the
+            data the model was trained to imitate).
+    """
+    panels = [(title, _tile(images, nrow))] + [(t, _tile(x, nrow)) for t, x in beside]
+    rows, cols = panels[0][1].shape[:2]
+    size = (max(2.0, 0.05 * cols), max(2.0, 0.05 * rows + (0.4 if title else 0.0)))
+    fig, axes = _figure(1, len(panels), (len(panels) * size[0] + 0.3, size[1]))
+    for ax, (name, grid) in zip(axes.flat, panels):
+        if grid.shape[2] == 1:
+            ax.imshow(grid[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        else:
+            ax.imshow(grid, interpolation="nearest")
+        ax.axis("off")
+        if name:
+            ax.set_title(name, fontsize=10)
     return _save(fig, path)
+
+
+def panel_grid(n: int, widest: int = 7) -> tuple[int, int]:
+    """``(rows, cols)`` for ``n`` panels: the fewest empty cells in the last row, then the
+    layout closest to 1.5 columns per row (3 to ``widest`` columns; up to 4 panels fit a row).
+
+    Example:
+        >>> panel_grid(21), panel_grid(10), panel_grid(9), panel_grid(3)
+        ((3, 7), (2, 5), (3, 3), (1, 3))
+    """
+    if n <= 4:
+        return 1, max(n, 1)
+    options = [(-(-n // c) * c - n, abs(c - 1.5 * math.sqrt(n)), c) for c in range(3, widest + 1)]
+    cols = min(options)[2]
+    return -(-n // cols), cols
 
 
 def plot_flow_steps(stages: Sequence[tuple[str, np.ndarray]], path: str | Path) -> Path:
     """Grid of scatter plots, one per ``(title, points (M, 2))`` stage, in the given order.
 
-    The course notes' figure: "Noise samples" first, then "After k steps of flow" for growing
-    k. Each panel has its own limits, since the stages live on different scales.
+    The course notes' figure: "Noise samples" first, then the points after each step of the
+    inverse flow, laid out by :func:`panel_grid`. Each panel has its own limits, since the
+    stages live on different scales.
     """
     if not stages:
         raise ValueError("plot_flow_steps needs at least one stage")
-    ncols = min(len(stages), 4)
-    nrows = math.ceil(len(stages) / ncols)
-    fig, axes = _figure(nrows, ncols, (3.2 * ncols, 3.2 * nrows))
+    nrows, ncols = panel_grid(len(stages))
+    fig, axes = _figure(nrows, ncols, (2.9 * ncols, 3.1 * nrows))
     for ax in axes.flat[len(stages) :]:
         ax.axis("off")
     for ax, (title, pts) in zip(axes.flat, stages, strict=False):
         pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
         _scatter(ax, pts, title, _limits(pts), "tab:purple")
+        ax.title.set_fontsize(9)
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -191,8 +245,10 @@ def plot_density_2d(
     bounds: Bounds = ((-1.5, 2.5), (-1.0, 1.5)),
     resolution: int = 200,
     data: np.ndarray | None = None,
+    log_range: float = 12.0,
 ) -> Path:
-    """Heat map of ``exp(log_prob_fn(grid))`` over ``bounds``, optionally overlaying data.
+    """Heat maps of the density ``exp(log_prob_fn(grid))`` over ``bounds`` and, beside it, of
+    the log-density (which shows the tails), optionally with data on top.
 
     Args:
         log_prob_fn: Maps float64 points (M, 2) to log-densities (M,).
@@ -200,22 +256,34 @@ def plot_density_2d(
         bounds: ``((x_min, x_max), (y_min, y_max))``.
         resolution: Grid points per axis.
         data: Optional points (K, 2) drawn on top as small dots.
+        log_range: The log-density panel spans ``log_range`` nats below its maximum (lower
+            values are drawn at that floor); 0 draws the linear panel alone.
     """
     (x0, x1), (y0, y1) = bounds
     xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
     gx, gy = np.meshgrid(xs, ys)
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     log_p = np.asarray(log_prob_fn(grid), dtype=np.float64).reshape(resolution, resolution)
-    density = np.exp(np.where(np.isfinite(log_p), log_p, -np.inf))
-    fig, axes = _figure(1, 1, (6, 6 * (y1 - y0) / (x1 - x0) + 0.5))
-    ax = axes[0, 0]
-    mesh = ax.pcolormesh(gx, gy, density, cmap="viridis", shading="auto")
-    fig.colorbar(mesh, ax=ax, label="density")
-    if data is not None:
-        pts = np.asarray(data, dtype=np.float64).reshape(-1, 2)
-        ax.scatter(pts[:, 0], pts[:, 1], s=1, color="white", alpha=0.3, linewidths=0)
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.set_aspect("equal")
-    ax.set_title("Model density")
+    log_p = np.where(np.isfinite(log_p), log_p, -np.inf)
+    panels = [("Model density", np.exp(log_p), "density")]
+    if log_range > 0:
+        top = float(np.max(log_p)) if np.isfinite(log_p).any() else 0.0
+        floor = top - log_range
+        panels.append(
+            (f"Model log-density (floor: max - {log_range:g})", np.maximum(log_p, floor),
+             "log density (nats)")
+        )  # fmt: skip
+    height = 5 * (y1 - y0) / (x1 - x0) + 0.6
+    fig, axes = _figure(1, len(panels), (5.6 * len(panels), height))
+    for ax, (title, values, label) in zip(axes.flat, panels):
+        mesh = ax.pcolormesh(gx, gy, values, cmap="viridis", shading="auto")
+        fig.colorbar(mesh, ax=ax, label=label, shrink=0.85)
+        if data is not None:
+            pts = np.asarray(data, dtype=np.float64).reshape(-1, 2)
+            ax.scatter(pts[:, 0], pts[:, 1], s=1, color="white", alpha=0.3, linewidths=0)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_aspect("equal")
+        ax.set_title(title)
+    fig.tight_layout()
     return _save(fig, path)

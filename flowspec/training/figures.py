@@ -30,19 +30,25 @@ MAX_STAGES = 24
 def to_images(flow: Flow, x: torch.Tensor | np.ndarray) -> np.ndarray:
     """Samples as images in [0, 1]: integer levels are divided by ``levels - 1``."""
     arr = np.asarray(x, dtype=np.float64)
-    levels = flow.levels
+    levels = flow.discrete_levels
     return np.clip(arr / (levels - 1) if levels else arr, 0.0, 1.0)
 
 
 def flow_stages(flow: Flow, z: torch.Tensor) -> list[tuple[str, np.ndarray]] | None:
     """Latent points pushed back through the flow, one step at a time, as ``(title, points)``
-    panels (None unless a 2-D flow without splits)."""
+    panels (None unless a 2-D flow without splits). Each title names the step just inverted by
+    its instance name and kind (``layers.0.9.1 (affine_coupling)``)."""
     if flow.input_shape != (2,) or any(len(step.dst) != 1 for step in flow.steps):
         return None
-    stages = [("Noise samples", z.numpy())]
+    stages = [("Noise samples z", z.numpy())]
+    total = len(flow.steps)
 
     def record(step: Step, outs: tuple[torch.Tensor, ...], logdet: torch.Tensor | None) -> None:
-        stages.append((f"After {len(stages)} steps ({step.kind})", outs[0].numpy()))
+        k = len(stages)
+        name = "step" if k == 1 else "steps"
+        done = " = samples" if k == total else ""
+        title = f"After {k} inverse {name}{done}\n{step.name} ({step.kind})"
+        stages.append((title, outs[0].numpy()))
 
     flow.decode([z], observe=record)
     if len(stages) > MAX_STAGES:
@@ -78,6 +84,7 @@ def write_run_figures(
     history: Sequence[dict[str, Any]],
     out_dir: Path,
     seed: int = 0,
+    bits: bool = False,
 ) -> list[Path]:
     """Draw the run's figures into ``out_dir``; return the files written.
 
@@ -87,8 +94,10 @@ def write_run_figures(
         history: the metrics rows (``metrics.jsonl``).
         out_dir: the run directory.
         seed: seeds the sampling.
+        bits: give the loss figure its bits/dim panel (discrete data and images).
     """
-    written = [drawing.plot_loss(list(history), out_dir / "loss.png")]
+    loss = drawing.plot_loss(list(history), out_dir / "loss.png", bits=bits, dim=flow.dim)
+    written = [loss]
     device = next(flow.buffers()).device
     training = flow.training
     flow.eval().cpu()
@@ -118,5 +127,11 @@ def _draw_samples(flow: Flow, data: np.ndarray, out_dir: Path) -> list[Path]:
         return written
     if len(shape) == 3 and shape[0] in (1, 3):
         images = to_images(flow, flow.sample(N_IMAGES, temperature=IMAGE_TEMPERATURE))
-        return [drawing.plot_image_grid(images, out_dir / "samples.png")]
+        title = f"Model samples (temperature {IMAGE_TEMPERATURE})"
+        beside = [
+            (f"Data ({min(N_IMAGES, len(data))} test images)", to_images(flow, data[:N_IMAGES]))
+        ]
+        return [
+            drawing.plot_image_grid(images, out_dir / "samples.png", title=title, beside=beside)
+        ]
     return []

@@ -27,30 +27,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from flowspec.data import Splits
 from flowspec.io import read_weights, save, write_atomic
 from flowspec.nn.flow import Flow
 from flowspec.spec.training import TrainSpec
+from flowspec.training.batches import BatchPlan, TrainBatches, describe
 from flowspec.training.checkpoint import TrainState, model_metadata, save_checkpoint
-from flowspec.training.divergence import diverged, first_bad_gradient
-from flowspec.training.evaluate import as_tensor, evaluate, reports_bits
-from flowspec.training.resume import resume_from
+from flowspec.training.distributed import Ranks, collective_failure, rank_seed, wrap
+from flowspec.training.divergence import diverged, first_bad_chunk, first_bad_gradient
+from flowspec.training.evaluate import Score, evaluate, flow_dtype, reports_bits
+from flowspec.training.precision import check_precision, networks_autocast
+from flowspec.training.reporting import Callback, Reporters, reporters
+from flowspec.training.resume import check_world, require_reachable, resume_from
 from flowspec.training.schedule import learning_rate
 from flowspec.training.setup import (
+    RUN_FILES,
     SigintFlag,
-    data_init,
+    prepare_out_dir,
     remove_stale_temps,
-    resolve_device,
     resolve_flow,
     resolve_splits,
     torch_threads,
 )
+from flowspec.training.sync import global_data_init, synchronised_statistics
 
 __all__ = ["TrainResult", "train"]
 
 INIT_BATCH = 512
+FIGURE_EXAMPLES = 2000  # test examples drawn beside the samples (2-D data)
 
 
 @dataclass
@@ -68,6 +75,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
+    config: TrainSpec | None = None  # the settings the run used
 
 
 class _Run:
@@ -79,17 +87,22 @@ class _Run:
         splits: Splits,
         config: TrainSpec,
         out_dir: Path | None,
-        device: torch.device,
+        ranks: Ranks,
         progress: Any,
     ) -> None:
         self.flow, self.config, self.out_dir, self.progress = flow, config, out_dir, progress
-        self.train_x, self.val_x = as_tensor(splits.train), as_tensor(splits.val)
-        self.device = device
-        self.bits = reports_bits(flow, splits.discrete_levels)
+        self.ranks, self.device, self.dtype = ranks, ranks.device, flow_dtype(flow)
+        self.train_x, self.val_x = splits.train, splits.val  # read batch by batch
         self.batch = min(config.batch_size, len(self.train_x))
+        check_world(self.batch, ranks.world)
         self.per_epoch = len(self.train_x) // self.batch
         self.total = config.steps or (config.epochs or 1) * self.per_epoch
         self.val_every = min(config.val_every or self.per_epoch, self.total)
+        self.plan = BatchPlan(self.batch, self.per_epoch, ranks.rank, ranks.world)
+        self.batches = TrainBatches(
+            self.train_x, self.plan, config.workers, pin=self.device.type == "cuda"
+        )
+        self.model = wrap(flow, ranks)  # log p(x); DDP around it on many processes
         self.optimizer = torch.optim.Adam(
             flow.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
@@ -97,6 +110,7 @@ class _Run:
         self.state = TrainState(
             config=config.model_dump(mode="json"), data=splits.name, data_sha256=splits.digest()
         )
+        self.state.world_size = ranks.world
         self.shuffle_state = torch.Generator().manual_seed(config.seed).get_state()
         self.best: dict[str, torch.Tensor] | None = None
         self.saved_step = 0
@@ -104,15 +118,19 @@ class _Run:
 
     # ------------------------------------------------------------------ files
     def path(self, name: str) -> Path | None:
-        return None if self.out_dir is None else self.out_dir / name
+        """Where ``name`` is written: only rank 0 writes, and nothing without ``out_dir``."""
+        return None if self.out_dir is None or not self.ranks.is_main else self.out_dir / name
 
     def checkpoint(self) -> None:
+        if self.out_dir is None:
+            return
+        seconds, self.started = self.elapsed(), time.monotonic()
+        self.state.seconds = seconds
+        others = self.ranks.rng_states()  # collective: every rank takes part
         path = self.path("last.safetensors")
         if path is not None:
-            seconds, self.started = self.elapsed(), time.monotonic()
-            self.state.seconds = seconds
-            save_checkpoint(path, self.flow, self.optimizer, self.state, self.shuffle_state)
-            self.saved_step = self.state.step
+            save_checkpoint(path, self.flow, self.optimizer, self.state, self.shuffle_state, others)
+        self.saved_step = self.state.step
 
     def write_metrics(self) -> None:
         path = self.path("metrics.jsonl")
@@ -125,17 +143,21 @@ class _Run:
 
     # ------------------------------------------------------------------ start / resume
     def start(self, data_seed: int) -> None:
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(rank_seed(self.config.seed, self.ranks.rank))
         self.state.data_seed = data_seed
-        data_init(self.flow, self.train_x[:INIT_BATCH].to(self.device))
+        global_data_init(self.flow, self.train_x, self.ranks, INIT_BATCH)
         self.checkpoint()
         self.write_metrics()
 
     def resume(self) -> None:
-        path = self.path("last.safetensors")
-        self.state, self.shuffle_state = resume_from(path, self.flow, self.optimizer, self.state)
+        path = None if self.out_dir is None else self.out_dir / "last.safetensors"
+        self.state, self.shuffle_state = resume_from(
+            path, self.flow, self.optimizer, self.state, self.ranks.rank, self.config.seed
+        )
+        require_reachable(self.state, self.total, path)  # type: ignore[arg-type]
+        self.state.world_size = self.ranks.world
         self.saved_step = self.state.step
-        best = self.path("model.safetensors")
+        best = None if self.out_dir is None else self.out_dir / "model.safetensors"
         if best is not None and best.is_file():
             self.best = read_weights(best).state
         self.write_metrics()  # drop rows written after the checkpoint, if any
@@ -150,14 +172,17 @@ class _Run:
                 s.epoch, s.batch_in_epoch = s.epoch + 1, 0
                 self.shuffle_state = self.generator.get_state()
                 perm = torch.randperm(n, generator=self.generator)
-            start = s.batch_in_epoch * self.batch
-            self.step(self.train_x[perm[start : start + self.batch]].to(self.device))
-            if s.step % self.val_every == 0 or s.step == self.total:
-                if self.validate():
-                    return "early_stopped"
-            if sigint.raised or s.step == stop_after:
-                self.checkpoint()
-                return "interrupted" if sigint.raised else "stopped"
+            for batch in self.batches.epoch(perm, s.batch_in_epoch):
+                self.step(batch.to(self.device, non_blocking=True))
+                if s.step % self.val_every == 0 or s.step == self.total:
+                    if self.validate():
+                        return "early_stopped"
+                interrupted = self.ranks.any(sigint.raised)  # every process stops together
+                if interrupted or s.step == stop_after:
+                    self.checkpoint()
+                    return "interrupted" if interrupted else "stopped"
+                if s.step >= self.total:
+                    break
         return "completed"
 
     def step(self, batch: torch.Tensor) -> None:
@@ -165,51 +190,65 @@ class _Run:
         lr = learning_rate(s.step, self.total, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss = -self.flow.log_prob(batch).mean()
-        if not torch.isfinite(loss):
-            raise self.diverged(batch, loss.item())
+        if batch.is_floating_point():
+            batch = batch.to(self.dtype)
+        with networks_autocast(self.flow, self.config.precision):
+            loss = -self.model(batch).mean()
+        value = self.ranks.mean(loss)  # the global batch's loss, before any process goes on
+        if not math.isfinite(value):
+            raise self.diverged(batch, value, elsewhere=bool(torch.isfinite(loss)))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.config.clip_grad_norm)
         bad = first_bad_gradient(self.flow)
         if bad is not None:
-            raise self.diverged(batch, loss.item(), gradient_of=bad)
+            raise self.diverged(batch, value, gradient_of=bad)
         self.optimizer.step()
         s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
-        value = loss.item()
         s.loss_sum, s.loss_count = s.loss_sum + value, s.loss_count + 1
         self.progress.step(s.step, self.total, s.epoch, value, lr)
 
     def diverged(
-        self, batch: torch.Tensor, loss: float, gradient_of: str | None = None, phase: str = ""
+        self,
+        batch: torch.Tensor,
+        loss: float,
+        gradient_of: str | None = None,
+        phase: str = "",
+        elsewhere: bool = False,
     ) -> Any:
-        last = self.path("last.safetensors")
+        """The non-finite error; every process probes its own batch (in step: batchnorm may
+        synchronise statistics while probing)."""
+        last = None if self.out_dir is None else self.out_dir / "last.safetensors"
         return diverged(
-            self.flow, batch, self.state, loss, last, self.saved_step, gradient_of, phase
+            self.flow, batch, self.state, loss, last, self.saved_step, gradient_of, phase, elsewhere
         )
 
-    def check_validation(self, nll: float) -> None:
+    def check_validation(self, nll: float, val: Any) -> None:
         """A non-finite validation NLL stops the run like a non-finite training loss."""
         if not math.isfinite(nll):
             with torch.no_grad():
                 self.flow.eval()
-                error = self.diverged(self.val_x.to(self.device), nll, phase="validation")
+                x = first_bad_chunk(self.flow, val, self.dtype, self.device)
+                error = self.diverged(x, nll, phase="validation")
                 self.flow.train()
             raise error
 
     def validate(self) -> bool:
         """Score the validation split, log, keep the best; True when patience has run out."""
         s = self.state
-        score = evaluate(self.flow, self.val_x, seed=self.config.seed)
-        self.check_validation(score.nll)
+        val, seed = self.ranks.share_rows(self.val_x, self.config.seed)  # all, on one process
+        local = evaluate(self.flow, val, seed=seed)
+        nll = self.ranks.weighted_mean(local.nll, local.n)
+        self.check_validation(nll, val)
+        score = Score(nll, nll / (self.flow.dim * math.log(2.0)), len(self.val_x))
         epoch = s.step / self.per_epoch
         row = {
             "epoch": int(epoch) if epoch == int(epoch) else round(epoch, 3),
             "step": s.step,
             "train_nll": s.loss_sum / max(s.loss_count, 1),
             "val_nll": score.nll,
-            "bits_per_dim": score.bits_per_dim if self.bits else None,
+            "bits_per_dim": score.bits_per_dim,
             "lr": learning_rate(s.step - 1, self.total, self.config),
             "seconds": round(self.elapsed(), 3),
         }
@@ -237,71 +276,92 @@ def train(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     device: str = "cpu",
     progress: Any = None,
+    callback: Callback | None = None,
+    tensorboard: bool = False,
     stop_after: int | None = None,
     figures: bool = True,
+    **overrides: Any,
 ) -> TrainResult:
-    """Train a flow by maximum likelihood.
+    """Train a flow by maximum likelihood; settings are the spec's ``train:`` section with
+    whatever is given here written over it.
 
     Arguments:
-        spec_or_flow: a spec (path, YAML text, dict, ``FlowSpec``) or a compiled ``Flow``
-            (trained in place).
+        spec_or_flow: a spec (path, YAML text, dict, ``FlowSpec``, shipped spec name) or a
+            compiled ``Flow`` (trained in place).
         data: a data set name or file, or ready :class:`~flowspec.data.Splits`; default the
             spec's ``data.name``.
-        config: the training settings; default the spec's ``train`` section.
+        config: a :class:`TrainSpec` whose explicitly set fields override the spec's ``train:``
+            section (the others keep the spec's values, e.g. its ``threads``).
         out_dir: where checkpoints, metrics and figures go; None keeps everything in memory.
-        resume: continue from ``out_dir/last.safetensors``.
+            A directory that already holds a run is refused unless ``resume`` or ``overwrite``.
+        resume: continue from ``out_dir/last.safetensors`` (``steps``, ``epochs`` and
+            ``patience`` may grow, to extend a finished run).
+        overwrite: replace the run in ``out_dir``.
         device: ``cpu`` or ``cuda``.
-        progress: a :class:`flowspec.training.progress.Progress` (default: quiet).
+        progress: a reporter such as :class:`flowspec.training.progress.Progress`; True prints
+            progress, False nothing; None (default) prints it when stderr is a terminal. On a
+            torchrun job only rank 0 reports unless a reporter is passed explicitly.
+        callback: called after each validation with the metrics row (``epoch``, ``step``,
+            ``train_nll``, ``val_nll``, ``bits_per_dim``, ``lr``, ``seconds``, ``best``); rank 0
+            only.
+        tensorboard: also write TensorBoard event files to ``out_dir/tensorboard`` (rank 0).
         stop_after: stop (resumably) after this global step, as if interrupted.
         figures: draw the figures at the end of the run.
+        **overrides: single training settings (``steps=500, lr=1e-3``), written over the spec's
+            and ``config``'s; ``epochs`` without ``steps`` clears the spec's ``steps``.
 
     Returns:
         A :class:`TrainResult`; its ``flow`` carries the best validation weights.
 
     Raises:
-        DataError: unknown or mismatched data.
-        TrainingError: a non-finite loss, a mismatched resume, an unavailable device.
-        FlowspecError: any other problem with the spec or files.
+        DataError: unknown or mismatched data, or values a ``dequantize`` layer cannot model.
+        TrainingError: a non-finite loss, a mismatched resume, an existing run, a device.
+        FlowspecError: any other problem with the spec, the settings or files.
 
     Example:
-        >>> from flowspec.spec.training import TrainSpec
-        >>> result = train("specs/realnvp_moons.yaml", config=TrainSpec(steps=5, batch_size=64))
-        >>> result.status, result.step
-        ('completed', 5)
+        >>> result = train("specs/realnvp_moons.yaml", steps=5, batch_size=64, progress=False)
+        >>> result.status, result.step, result.config.threads   # threads: 1 kept from the spec
+        ('completed', 5, 1)
     """
-    from flowspec.training.progress import Progress
-
-    flow, spec, config = resolve_flow(spec_or_flow, config)
+    flow, spec, config = resolve_flow(spec_or_flow, config, overrides)
     data_seed = spec.data.seed if spec.data is not None else 0
     splits = resolve_splits(data, flow, spec)
-    torch_device = resolve_device(device)
-    flow.to(torch_device).train()
-    out = Path(out_dir) if out_dir else None
-    remove_stale_temps(out)
-    run = _Run(flow, splits, config, out, torch_device, progress or Progress(quiet=True))
-    if resume:
-        run.resume()
-    else:
-        run.start(data_seed)
-    run.progress.message(
-        f"{'resumed at step ' + str(run.state.step) if resume else 'training'} "
-        f"'{spec.name}' ({flow.num_parameters():,} parameters) on {splits.name}: "
-        f"{len(splits.train)} train / {len(splits.val)} val examples, {run.total} steps "
-        f"({run.per_epoch} per epoch, batch {run.batch}), lr {config.lr:g} {config.schedule}"
-    )
-    with SigintFlag() as sigint, torch_threads(config.threads):
-        status = run.run(stop_after, sigint)
-    run.progress.close()
+    ranks = Ranks.start(device)
+    try:
+        check_precision(config.precision, ranks.device)
+        out = Path(out_dir) if out_dir else None
+        if ranks.is_main:
+            prepare_out_dir(out, resume, overwrite)
+        flow.to(ranks.device).train()
+        if ranks.is_main:
+            remove_stale_temps(out)
+        if ranks.is_main:
+            report = (progress, callback, tensorboard)
+        else:  # other processes stay quiet unless handed a reporter of their own
+            report = (progress if progress not in (None, True) else False, None, False)
+        with synchronised_statistics(flow, ranks):
+            run = _Run(flow, splits, config, out, ranks, Reporters())
+            try:
+                status = _run(run, spec.name, splits, resume, stop_after, data_seed, report)
+            finally:
+                run.batches.close()
+    finally:
+        ranks.close()
     if run.best is not None and status in ("completed", "early_stopped"):
         flow.load_state_dict(run.best)
-    names = ("model.safetensors", "last.safetensors", "metrics.jsonl")
-    files = [p for p in map(run.path, names) if p is not None and p.exists()]
-    if figures and run.out_dir is not None and status in ("completed", "early_stopped"):
+    files = [p for p in map(run.path, RUN_FILES) if p is not None and p.exists()]
+    drawn = figures and out is not None and ranks.is_main
+    if drawn and status in ("completed", "early_stopped"):
         from flowspec.training.figures import write_run_figures
 
-        files += write_run_figures(flow, splits.test, run.state.history, run.out_dir, config.seed)
+        test = splits.test
+        if not isinstance(test, np.ndarray):  # read from disk: a sample is enough to draw
+            test = np.asarray(test[:FIGURE_EXAMPLES])
+        bits = reports_bits(flow, splits.discrete_levels)
+        files += write_run_figures(flow, test, run.state.history, out, config.seed, bits=bits)
     s = run.state
     return TrainResult(
         flow,
@@ -314,4 +374,44 @@ def train(
         list(s.history),
         run.out_dir,
         files,
+        config,
     )
+
+
+def _run(
+    run: _Run,
+    name: str,
+    splits: Splits,
+    resume: bool,
+    stop_after: int | None,
+    data_seed: int,
+    report: tuple[Any, Callback | None, bool],
+) -> str:
+    """Start or resume, then the loop; a collective that fails because another process of the
+    job died becomes a ``rank-lost`` error naming the last checkpoint."""
+    try:
+        if resume:
+            run.resume()
+        else:
+            run.start(data_seed)
+        progress, callback, tensorboard = report
+        run.progress = reporters(progress, callback, tensorboard, run.out_dir, run.state.step)
+        flow, config = run.flow, run.config
+        run.progress.message(
+            f"{'resumed at step ' + str(run.state.step) if resume else 'training'} "
+            f"'{name}' ({flow.num_parameters():,} parameters) on {splits.name}: "
+            f"{len(splits.train)} train / {len(splits.val)} val examples, {run.total} steps "
+            f"({run.per_epoch} per epoch, {describe(run.plan)}), lr {config.lr:g} "
+            f"{config.schedule}" + ("" if config.precision == "float32" else ", bf16 networks")
+        )
+        try:
+            with SigintFlag() as sigint, torch_threads(config.threads):
+                return run.run(stop_after, sigint)
+        finally:
+            run.progress.close()
+    except RuntimeError as exc:
+        if run.ranks.distributed and collective_failure(exc):
+            last = None if run.out_dir is None else run.out_dir / "last.safetensors"
+            where = f"{last} (step {run.saved_step})" if last is not None else None
+            raise run.ranks.lost(exc, run.state.step, where) from exc
+        raise

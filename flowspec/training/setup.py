@@ -13,15 +13,18 @@ from typing import Any
 
 import torch
 
-from flowspec.data import Splits, load_splits
+from flowspec.data import Splits, check_levels, load_splits
 from flowspec.errors import DataError, Diagnostic, SpecError, TrainingError
 from flowspec.limits import limit, raise_hint
 from flowspec.nn.flow import Flow
-from flowspec.spec.training import TrainSpec
+from flowspec.spec.training import TrainSpec, override_train
 
 __all__ = [
+    "FIGURE_FILES",
+    "RUN_FILES",
     "SigintFlag",
     "data_init",
+    "prepare_out_dir",
     "remove_stale_temps",
     "resolve_device",
     "resolve_flow",
@@ -30,42 +33,48 @@ __all__ = [
 ]
 
 
-def resolve_flow(spec_or_flow: Any, config: TrainSpec | None) -> tuple[Flow, Any, TrainSpec]:
-    """The flow, its spec and the training config (default: the spec's ``train:`` section).
+def resolve_flow(
+    spec_or_flow: Any, config: TrainSpec | None, overrides: dict[str, Any] | None = None
+) -> tuple[Flow, Any, TrainSpec]:
+    """The flow, its spec and the run's settings: the spec's ``train:`` section with the fields
+    ``config`` sets and the ``overrides`` written over it (:func:`override_train`).
 
     A Flow is used as is; a spec is compiled with the training seed, so one seed fixes the
     initial weights as well as the run.
     """
     if isinstance(spec_or_flow, Flow):
         spec = spec_or_flow.spec
-        return spec_or_flow, spec, _within_limits(config or spec.train or TrainSpec())
+        return spec_or_flow, spec, _within_limits(override_train(spec.train, config, overrides))
     from flowspec.api import compile as compile_spec
     from flowspec.api import load_spec
 
     spec = load_spec(spec_or_flow)
-    config = _within_limits(config or spec.train or TrainSpec())
+    config = _within_limits(override_train(spec.train, config, overrides))
     return compile_spec(spec, seed=config.seed), spec, config
 
 
 def _within_limits(config: TrainSpec) -> TrainSpec:
     """A config given in Python is held to the limits a spec's ``train:`` section is."""
-    if config.threads is not None and config.threads > limit("threads"):
-        raise SpecError(
-            Diagnostic(
-                "limit-exceeded",
-                f"train.threads {config.threads:,} is too large (limit threads: "
-                f"{limit('threads')})",
-                "train.threads",
-                hint=raise_hint("threads"),
+    for name in ("threads", "workers"):
+        value = getattr(config, name)
+        if value is not None and value > limit(name):
+            raise SpecError(
+                Diagnostic(
+                    "limit-exceeded",
+                    f"train.{name} {value:,} is too large (limit {name}: {limit(name)})",
+                    f"train.{name}",
+                    hint=raise_hint(name),
+                )
             )
-        )
     return config
 
 
 def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
     """Ready splits, or those of a data set name / file (default: the spec's ``data.name``),
-    checked against the flow's input shape and split with the spec's ``data.seed``."""
+    checked against the flow's input shape and split with the spec's ``data.seed``; values are
+    checked against a leading ``dequantize`` layer's levels before any training step."""
     if isinstance(data, Splits):
+        check_levels((data.train, data.val, data.test), flow.discrete_levels, f"data {data.name!r}")
         return data
     source = data or (spec.data.name if spec.data is not None else None)
     if source is None:
@@ -77,7 +86,16 @@ def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
             )
         )
     seed = spec.data.seed if spec.data is not None else 0
-    return load_splits(source, tuple(flow.input_shape), seed=seed)
+    size = spec.data.image_size() if spec.data is not None else None
+    crop = spec.data.crop if spec.data is not None else "none"
+    splits = load_splits(source, tuple(flow.input_shape), seed=seed, size=size, crop=crop)
+    check_levels(
+        (splits.train, splits.val, splits.test),
+        flow.discrete_levels,
+        f"data {source!r}",
+        splits.discrete_levels,
+    )
+    return splits
 
 
 @torch.no_grad()
@@ -143,6 +161,37 @@ class SigintFlag:
     ) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+RUN_FILES = ("model.safetensors", "last.safetensors", "metrics.jsonl")
+FIGURE_FILES = ("loss.png", "samples.png", "flow_steps.png", "density.png")
+
+
+def prepare_out_dir(out_dir: Path | None, resume: bool, overwrite: bool) -> None:
+    """Refuse to train over a previous run in ``out_dir`` unless resuming it or told to
+    overwrite it; with ``overwrite`` remove the files that run wrote (only those).
+
+    Raises:
+        TrainingError: ``run-exists`` naming the directory and what it holds.
+    """
+    if out_dir is None or resume or not out_dir.is_dir():
+        return
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if found and not overwrite:
+        raise TrainingError(
+            Diagnostic(
+                "run-exists",
+                f"'{out_dir}' already holds a run ({', '.join(found)}); refusing to overwrite it",
+                hint="continue it with --resume, replace it with --overwrite, or train into "
+                "another --out directory (from Python: resume=True, overwrite=True or "
+                "another out_dir)",
+            )
+        )
+    if overwrite:
+        for name in (*RUN_FILES, *FIGURE_FILES):
+            (out_dir / name).unlink(missing_ok=True)
+        for event in out_dir.glob("tensorboard/events.out.tfevents.*"):
+            event.unlink()
 
 
 def remove_stale_temps(out_dir: Path | None) -> None:

@@ -45,7 +45,7 @@ def test_builtin_shapes_determinism_and_disjoint_splits(name: str) -> None:
     for split_a, split_b in zip((a.train, a.val, a.test), (b.train, b.val, b.test), strict=True):
         assert split_a.shape[1:] == info.shape
         np.testing.assert_array_equal(split_a, split_b)
-        assert split_a.dtype == (np.int64 if info.discrete_levels else np.float32)
+        assert split_a.dtype == (np.uint8 if info.discrete_levels else np.float32)
         assert np.isfinite(split_a).all()
     if info.shape == (2,):
         assert (len(a.train), len(a.val), len(a.test)) == (50_000, 5_000, 5_000)
@@ -143,7 +143,7 @@ def test_user_npy_integer_and_float(tmp_path: Path) -> None:
     images = rng.integers(0, 4, size=(50, 1, 4, 4)).astype(np.uint8)
     np.save(tmp_path / "imgs.npy", images)
     s = load_splits(str(tmp_path / "imgs.npy"), (1, 4, 4))
-    assert s.train.dtype == np.int64 and s.discrete_levels == 4
+    assert s.train.dtype == np.uint8 and s.discrete_levels == 4
     assert (len(s.train), len(s.val), len(s.test)) == (40, 5, 5)
     np.testing.assert_array_equal(
         np.sort(np.concatenate([s.train, s.val, s.test]), axis=None),

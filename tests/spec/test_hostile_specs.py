@@ -259,7 +259,7 @@ def test_merge_keys_may_override_merged_values() -> None:
 def test_yaml11_numbers_are_not_numbers(value: str, yaml11: str) -> None:
     (diag,) = _error(GOOD.replace("[2]", f"[{value}]")).diagnostics
     assert (diag.code, diag.path) == ("bad-value", "input.shape.0")
-    assert f"expected an integer, got the string '{value}'" in diag.message
+    assert f"expected an integer > 0, got the string '{value}'" in diag.message
     assert yaml11 in (diag.hint or "")
 
 
