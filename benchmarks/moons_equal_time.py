@@ -27,7 +27,10 @@ from flowspec.spec.training import TrainSpec
 from flowspec.training.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = {"realnvp": ROOT / "specs" / "realnvp_moons.yaml", "tarflow": ROOT / "specs" / "tarflow_moons.yaml"}
+SPECS = {
+    "realnvp": ROOT / "specs" / "realnvp_moons.yaml",
+    "tarflow": ROOT / "specs" / "tarflow_moons.yaml",
+}
 
 
 def step_seconds(flow: flowspec.Flow, x: torch.Tensor, steps: int) -> float:
@@ -68,7 +71,8 @@ def main() -> None:
         f"two moons, {len(splits.train)} train / {len(splits.test)} test points, 1 thread; "
         f"step times: median of {args.reps} x {args.timing_steps} interleaved steps"
     )
-    print(f"{'model':8s} {'params':>8s} {'ms/step':>8s} {'steps':>6s} {'train s':>8s} {'test NLL':>9s}")
+    widths = {"model": -8, "params": 8, "ms/step": 8, "steps": 6, "train s": 8, "test NLL": 9}
+    print(" ".join(f"{h:<{-w}}" if w < 0 else f"{h:>{w}}" for h, w in widths.items()))
     seconds = {}
     for name, spec in specs.items():
         config = spec.train.model_copy(update={"steps": steps[name], "epochs": None})

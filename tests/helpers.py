@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,31 @@ LARGE_SPECS = {"realnvp_cifar10", "glow_cifar10", "tarflow_imagenet64", "jet_ima
 # Of those, the ones too large to allocate or run in the tests: compiled on the meta device
 # (shapes and parameter counts, no memory), never run.
 HUGE_SPECS = {"tarflow_imagenet64", "jet_imagenet64"}
+
+
+def narrowed(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a paper-size spec's raw YAML data with its structure kept (patches, levels,
+    squeezes, splits, priors, masks, block kinds and options) but narrow conditioners
+    (transformers of width 16, one layer, 2 heads; 8 channels, one residual block) and at most 2
+    repetitions of each repeat block, so that it compiles and runs in seconds."""
+    data = copy.deepcopy(data)
+    caps = {"channels": 8, "repeat": 2, "blocks": 1, "width": 16, "depth": 1, "heads": 2}
+
+    def shrink(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, cap in caps.items():
+                if key in node:
+                    node[key] = min(node[key], cap)
+            if "vary" in node:  # one value per (remaining) repetition
+                node["vary"] = {k: v[: node["repeat"]] for k, v in node["vary"].items()}
+            for value in node.values():
+                shrink(value)
+        elif isinstance(node, list):
+            for value in node:
+                shrink(value)
+
+    shrink(data)
+    return data
 
 
 def example_spec(shape: list[int], layers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

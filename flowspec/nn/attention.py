@@ -32,6 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from flowspec.nn.emit import Emitted, literal
+from flowspec.nn.transformer_source import TRANSFORMER_SOURCE
+
 __all__ = ["KVCache", "TokenTransformer"]
 
 
@@ -176,6 +179,19 @@ class TokenTransformer(nn.Module):
         if context < 0:
             raise ValueError(f"context must be a width >= 0, got {context}")
         self.tokens, self.params, self.causal = tokens, params, causal
+        # the sizes as built (the generated source of ``emit`` rebuilds the same module)
+        self.sizes = {
+            "params": params,
+            "out_width": out_width,
+            "width": width,
+            "depth": depth,
+            "heads": heads,
+            "mlp_ratio": mlp_ratio,
+            "causal": causal,
+            "final_norm": final_norm,
+            "context": context,
+        }
+        self.in_width = in_width
         self.out_width = out_width
         self.heads, self.head_width = heads, width // heads
         self.proj_in = nn.Linear(in_width, width)
@@ -262,3 +278,9 @@ class TokenTransformer(nn.Module):
             )
         cache.position = position + 1
         return self._read_out(h)
+
+    def emit(self) -> Emitted:
+        """This transformer in the generated source of ``flowspec export``."""
+        keywords = ", ".join(f"{k}={literal(v)}" for k, v in self.sizes.items())
+        expr = f"TokenTransformer({self.tokens}, {self.in_width}, {keywords})"
+        return Emitted(expr, {"TokenTransformer": TRANSFORMER_SOURCE})

@@ -92,7 +92,8 @@ def spatial_size(shape: tuple[int, ...]) -> int:
 
 def reduced_moments(x: Tensor, reduce: Reduce) -> tuple[Tensor, Tensor, Tensor]:
     """Mean and biased variance per feature/channel of ``x`` ``(N, C, ...)`` (or per token value
-    of tokens ``(N, T, D)``) over the batch, the positions and every process, shaped for broadcasting, and the global count per channel.
+    of tokens ``(N, T, D)``) over the batch, the positions and every process, shaped for
+    broadcasting, and the global count per channel.
 
     Two passes (the mean, then the centred squares) so that large offsets cost no precision;
     differentiable when ``reduce`` is (``torch.distributed.nn.functional.all_reduce``).

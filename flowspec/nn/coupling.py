@@ -104,6 +104,8 @@ class Coupling(Bijection):
             shape = " x ".join(map(str, self.shape))
             own[mask] = f"{mask} = (  # {shape}, C order, 1 = kept\n{rows}\n)"
         args = [mask, literal(self.shape), net.expr, literal(self.net_input), transform.expr]
+        if self.half and self.axis != 1:  # the kept part is gathered along another dim
+            args.append(f"axis={self.axis}")
         return Emitted.of(f"Coupling({', '.join(args)})", own, (net, transform))
 
 
@@ -111,25 +113,27 @@ SOURCE = '''
 class Coupling(nn.Module):
     """A coupling: with mask b (1 = kept, 0 = transformed) the transform changes the elements
     where b is 0, with parameters the conditioner net computes from those where it is 1. With
-    net_input "half" the kept and transformed parts are gathered along dim 1 and the net sees
-    only the kept part; with "masked" it sees b * x at full size."""
+    net_input "half" the kept and transformed parts are gathered along dim axis (1: features,
+    channels or tokens; 2: the values of every token) and the net sees only the kept part; with
+    "masked" it sees b * x at full size."""
 
-    def __init__(self, mask, shape, net: nn.Module, net_input: str, transform) -> None:
+    def __init__(self, mask, shape, net: nn.Module, net_input: str, transform, axis=1) -> None:
         super().__init__()
         mask = tuple(int(bit) for bit in mask)  # a tuple, or a string of 0/1 digits
         self.half = net_input == "half"
         self.transform = transform
         b = torch.tensor(mask, dtype=torch.get_default_dtype()).reshape(1, *shape)
         if self.half:
-            per = math.prod(shape[1:])
-            kept = [i for i in range(shape[0]) if mask[i * per]]
-            moved = [i for i in range(shape[0]) if not mask[i * per]]
+            self.axis = axis
+            stride, size = math.prod(shape[axis:]), shape[axis - 1]
+            kept = [i for i in range(size) if mask[i * stride]]
+            moved = [i for i in range(size) if not mask[i * stride]]
             order = torch.tensor(kept + moved)
             self.n_kept = len(kept)
-            self.contiguous = kept + moved == list(range(shape[0]))
+            self.contiguous = kept + moved == list(range(size))
             self.register_buffer("order", order, persistent=False)
             self.register_buffer("unorder", torch.argsort(order), persistent=False)
-            out_shape = (len(moved), *shape[1:])
+            out_shape = (*shape[: axis - 1], len(moved), *shape[axis:])
         else:
             self.contiguous = True
             self.register_buffer("b", b, persistent=False)
@@ -140,12 +144,12 @@ class Coupling(nn.Module):
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if not self.contiguous:
-            x = x.index_select(1, self.order)
-        return x[:, : self.n_kept], x[:, self.n_kept :]
+            x = x.index_select(self.axis, self.order)
+        return x.split([self.n_kept, x.shape[self.axis] - self.n_kept], dim=self.axis)
 
     def _merge(self, kept: Tensor, moved: Tensor) -> Tensor:
-        y = torch.cat([kept, moved], dim=1)
-        return y if self.contiguous else y.index_select(1, self.unorder)
+        y = torch.cat([kept, moved], dim=self.axis)
+        return y if self.contiguous else y.index_select(self.axis, self.unorder)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.half:

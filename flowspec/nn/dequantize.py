@@ -55,6 +55,8 @@ class Dequantize(Bijection):
 
     def emit(self) -> Emitted:
         expr = f"Dequantize({self.levels}, {self.log_levels_total!r})"
+        if self.noise_levels is not None:  # Gaussian noise augmentation in training mode
+            expr = f"{expr[:-1]}, noise_levels={self.noise_levels!r})"
         return Emitted(expr, {"Dequantize": SOURCE})
 
 
@@ -62,18 +64,25 @@ SOURCE = '''
 class Dequantize(nn.Module):
     """Uniform dequantisation: integers x in 0..levels-1 -> (x + u) / levels with u ~ U[0, 1)
     drawn in every forward pass (noise=False: x / levels); logdet = -D log(levels). The inverse
-    floors back to integers (round=False: no flooring)."""
+    floors back to integers (round=False: no flooring). With noise_levels (Gaussian noise
+    augmentation, in units of one level) training mode draws (x + 1/2 + noise_levels * e) /
+    levels, e ~ N(0, I), instead."""
 
-    def __init__(self, levels: int, log_levels_total: float) -> None:
+    def __init__(
+        self, levels: int, log_levels_total: float, noise_levels: float | None = None
+    ) -> None:
         super().__init__()
         self.levels, self.log_levels_total = levels, log_levels_total
+        self.noise_levels = noise_levels
         self.noise, self.round = True, True
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if not x.is_floating_point():
             x = x.to(self._ref.dtype)
-        if self.noise:
+        if self.noise and self.noise_levels is not None and self.training:
+            x = x + 0.5 + self.noise_levels * torch.randn_like(x)
+        elif self.noise:
             x = x + torch.rand_like(x)
         logdet = torch.full((x.shape[0],), -self.log_levels_total, dtype=x.dtype, device=x.device)
         return x / self.levels, logdet

@@ -121,8 +121,9 @@ class InvConv(Bijection):
 SOURCE = '''
 class InvConv(nn.Module):
     """Invertible 1x1 convolution (Glow): y[:, :, i, j] = W x[:, :, i, j] (y = x W^T on
-    vectors); logdet = H * W * log|det W|. With lu, W = P L (U + diag(sign * exp(log_s))),
-    L unit-lower, U strictly upper, and log|det W| = sum(log_s)."""
+    vectors and on each token of (N, T, D)); logdet = positions * log|det W|. With lu,
+    W = P L (U + diag(sign * exp(log_s))), L unit-lower, U strictly upper, and
+    log|det W| = sum(log_s)."""
 
     def __init__(self, channels: int, positions: int, lu: bool) -> None:
         super().__init__()
@@ -149,7 +150,7 @@ class InvConv(nn.Module):
         return self.log_s.sum() if self.lu else torch.linalg.slogdet(self.weight)[1]
 
     def _mix_channels(self, x: Tensor, w: Tensor) -> Tensor:
-        if x.dim() == 2:
+        if x.dim() in (2, 3):
             return x @ w.T
         return F.conv2d(x, w.reshape(*w.shape, 1, 1))
 

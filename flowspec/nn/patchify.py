@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from flowspec.nn.base import Bijection
+from flowspec.nn.emit import Emitted, literal
 
 __all__ = ["Patchify", "build", "patchify", "unpatchify"]
 
@@ -125,6 +126,38 @@ class Patchify(Bijection):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, shape={self.shape}"
+
+    def emit(self) -> Emitted:
+        return Emitted(f"Patchify({literal(self.shape)}, {self.p})", {"Patchify": SOURCE})
+
+
+SOURCE = '''
+class Patchify(nn.Module):
+    """Images (N, C, H, W) -> tokens (N, (H/p) * (W/p), C * p * p), one per p x p patch,
+    row-major over the patch grid, channel-major then row-major inside a token (the order of
+    F.unfold); vectors (N, L) -> (N, L/p, p). Moves values only: logdet 0."""
+
+    def __init__(self, shape: tuple[int, ...], p: int) -> None:
+        super().__init__()
+        self.shape, self.p = tuple(shape), p
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        p = self.p
+        if len(self.shape) == 1:
+            return x.reshape(x.shape[0], -1, p), logdet
+        n, c, h, w = x.shape
+        x = x.reshape(n, c, h // p, p, w // p, p)
+        return x.permute(0, 2, 4, 1, 3, 5).reshape(n, (h // p) * (w // p), c * p * p), logdet
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        p = self.p
+        if len(self.shape) == 1:
+            return y.reshape(y.shape[0], -1)
+        (h, w), (n, _, d) = self.shape[1:], y.shape
+        x = y.reshape(n, h // p, w // p, d // (p * p), p, p)
+        return x.permute(0, 3, 1, 4, 2, 5).reshape(n, d // (p * p), h, w)
+'''
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Patchify:

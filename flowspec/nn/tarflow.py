@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from flowspec.nn.attention import TokenTransformer
 from flowspec.nn.base import Bijection
+from flowspec.nn.emit import Emitted, literal
+from flowspec.nn.transformer_source import TARFLOW_SOURCE
 
 __all__ = ["INV_SOFTPLUS_1", "LOG_SCALES", "TarFlowBlock", "build", "log_softplus"]
 
@@ -209,6 +211,14 @@ class TarFlowBlock(Bijection):
             return self.net(torch.cat(inputs, dim=1), context)[:, :, -1:]
 
         return self._solve(z, context, step)
+
+    def emit(self) -> Emitted:
+        net = self.net.emit()
+        args = [str(self.tokens), str(self.token_width), net.expr, literal(self.log_scale),
+                literal(self.clip), literal(self.reverse), literal(self.learned_start)]  # fmt: skip
+        return Emitted.of(
+            f"TarFlowBlock({', '.join(args)})", {"TarFlowBlock": TARFLOW_SOURCE}, [net]
+        )
 
     def extra_repr(self) -> str:
         start = "learned" if self.learned_start else "shift"

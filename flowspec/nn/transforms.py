@@ -146,6 +146,10 @@ LOG_SCALES = {
     "tanh": lambda layer, raw: torch.tanh(raw),
     "scaled_tanh": lambda layer, raw: layer.scale * torch.tanh(raw),
     "sigmoid": lambda layer, raw: F.logsigmoid(raw + 2.0).clamp(min=SIGMOID_LOG_SCALE_MIN),
+    # Jet's scale 2 sigmoid(raw), floored like Glow's
+    "sigmoid2": lambda layer, raw: (F.logsigmoid(raw) + math.log(2.0)).clamp(
+        min=SIGMOID_LOG_SCALE_MIN
+    ),
     "none": lambda layer, raw: raw,
 }
 

@@ -23,6 +23,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from flowspec.nn.attention import TokenTransformer
+from flowspec.nn.emit import Emitted
+from flowspec.nn.transformer_source import VIT_SOURCE
 
 __all__ = ["ViTNet"]
 
@@ -73,3 +75,7 @@ class ViTNet(nn.Module):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
         """Kept part ``(N, T_k, D_k)`` -> ``n_out`` tensors ``(N, T_t, D_t)``."""
         return self.net(x, context).unbind(1)
+
+    def emit(self) -> Emitted:
+        net = self.net.emit()
+        return Emitted.of(f"ViTNet({net.expr})", {"ViTNet": VIT_SOURCE}, [net])

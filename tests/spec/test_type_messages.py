@@ -17,7 +17,7 @@ CASES = [  # (YAML after the head, spec path, message, hint)
     ("layers:\n  - {type: dequantize, levels: 1}\n", "layers.0.levels",
      "expected an integer >= 2 and <= 65536, got 1", "for example 'levels: 256'"),
     ("layers:\n  - {type: affine_coupling, net: 5}\n", "layers.0.net",
-     "expected a mapping with a type (mlp, glow_conv, resnet), got 5",
+     "expected a mapping with a type (mlp, glow_conv, resnet, vit), got 5",
      "for example 'net: {type: mlp}'"),
     ("layers: [{type: scale}]\ntrain: {lr: -1}\n", "train.lr", "expected a number > 0, got -1",
      "for example 'lr: 0.001'"),
