@@ -34,7 +34,8 @@ def compile_graph(graph: FlowGraph) -> Flow:
 
     Slot 0 holds the input; every output port of every op gets the next slot; latents are the
     slots that feed latent nodes, in ``graph.latents`` order. Weights are drawn from torch's
-    global generator (:func:`flowspec.compile` seeds it).
+    global generator (:func:`flowspec.compile` seeds it). The flow's ``memory`` mode is the
+    spec's ``train: {memory:}`` (default ``plain``).
     """
     slot_of: dict[tuple[str, int], int] = {(INPUT, 0): 0}
     steps: list[Step] = []
@@ -57,6 +58,8 @@ def compile_graph(graph: FlowGraph) -> Flow:
     base = build_base(graph.spec.base, graph.latent_size(), graph.spec.seed)
     flow = Flow(graph.spec, steps, latent_slots, latent_shapes, len(slot_of), base)
     flow.graph = graph
+    if graph.spec.train is not None:
+        flow.memory = graph.spec.train.memory
     return flow
 
 

@@ -77,6 +77,8 @@ class Flow(nn.Module):
         self._latent_slots = tuple(latent_slots)
         self._n_slots = n_slots
         self.graph: Any = None  # the FlowGraph it was compiled from (set by compile_graph)
+        self._memory = "plain"
+        self.memory_check: float | None = None  # invertible mode's debug check (see memory)
 
     def _register(self, name: str, module: nn.Module) -> None:
         *parents, leaf = name.split(".")
@@ -97,8 +99,19 @@ class Flow(nn.Module):
                 f"x has per-example shape {tuple(x.shape[1:])}; the flow's input is "
                 f"{self.input_shape} (x must be (N, *input_shape))"
             )
+        x = self._as_float(x)
+        if observe is None and self._memory == "invertible" and torch.is_grad_enabled():
+            from flowspec.nn.invertible import invertible_forward
+
+            return invertible_forward(self, x, context, self.memory_check)
+        return self._walk(x, context, observe)
+
+    def _walk(
+        self, x: Tensor, context: Tensor | None, observe: Observer | None
+    ) -> tuple[Tensor, Tensor]:
+        """The forward loop itself (``x`` already checked and in the flow's dtype)."""
         slots: list[Any] = [None] * self._n_slots
-        slots[0] = self._as_float(x)
+        slots[0] = x
         logdet = torch.zeros(x.shape[0], device=x.device, dtype=self._ref.dtype)
         step: Step | None = None
         try:
@@ -140,6 +153,21 @@ class Flow(nn.Module):
         return slots[0]
 
     # ------------------------------------------------------------------ the public face
+    @property
+    def memory(self) -> str:
+        """How a training step keeps what backward needs: ``"plain"`` (autograd stores every
+        activation) or ``"invertible"`` (only ``z``: backward rebuilds each step's input with
+        its inverse, :mod:`flowspec.nn.invertible`). Set from the spec's ``train: {memory:}``
+        by :func:`flowspec.compile`; assignable. Outputs and gradients are the same either way
+        (to rounding); only memory and time differ."""
+        return self._memory
+
+    @memory.setter
+    def memory(self, mode: str) -> None:
+        if mode not in ("plain", "invertible"):
+            raise ValueError(f"memory must be 'plain' or 'invertible', got {mode!r}")
+        self._memory = mode
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Data -> latent. ``x``: ``(N, *input_shape)``; returns ``z (N, D)``, ``logdet (N,)``."""
         return self.run_forward(x, context)

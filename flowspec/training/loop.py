@@ -327,6 +327,7 @@ def train(
         ('completed', 5, 1)
     """
     flow, spec, config = resolve_flow(spec_or_flow, config, overrides)
+    flow.memory = config.memory
     data_seed = spec.data.seed if spec.data is not None else 0
     splits = resolve_splits(data, flow, spec)
     ranks = Ranks.start(device)
