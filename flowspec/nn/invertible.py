@@ -30,6 +30,7 @@ as under plain autograd. Autocast is replayed. Second-order gradients are refuse
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -64,7 +65,7 @@ def backprop_mode(step: nn.Module) -> BackpropMode:
     return "invert"
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Plan:
     """What the backward pass needs to know about each step, fixed when the forward pass runs."""
 
@@ -77,6 +78,10 @@ class _Plan:
     first: int  # steps before this one are never rebuilt
     input_grad: tuple[bool, ...]  # per step: does its input need a gradient?
     check: float | None
+    index: dict[int, int]  # id(step) -> position
+    keep: tuple[bool, ...]  # per step: store its input in the forward pass?
+    every: tuple[nn.Parameter, ...]  # all parameters, trained or frozen
+    ready: bool = False  # data-dependent initialisation checked
 
     @staticmethod
     def build(flow: Any, x: Tensor, context: Tensor | None, check: float | None) -> _Plan:
@@ -102,6 +107,10 @@ class _Plan:
             (s.module,) if mode == "checkpoint" else _norm_layers(s.module)
             for s, mode in zip(steps, modes)
         )
+        keep = tuple(
+            i >= first and (mode == "checkpoint" or check is not None)
+            for i, mode in enumerate(modes)
+        )
         return _Plan(
             flow,
             steps,
@@ -112,6 +121,9 @@ class _Plan:
             first,
             tuple(input_grad),
             check,
+            {id(s): i for i, s in enumerate(steps)},
+            keep,
+            tuple(p for s in steps for p in s.module.parameters()),
         )
 
 
@@ -136,12 +148,25 @@ def invertible_forward(
 
     Without grad mode, or when nothing requires grad, this is the plain forward pass.
     """
-    plan = _Plan.build(flow, x, context, check)
+    plan = _plan_of(flow, x, context, check)
     if not torch.is_grad_enabled() or plan.first == len(plan.steps):
         return flow._walk(x, context, None)
-    _require_initialized(plan)
+    if not plan.ready:
+        _require_initialized(plan)
+        plan.ready = True
     z, logdet = _InvertibleFunction.apply(plan, x, context, *plan.params)
     return z, logdet
+
+
+def _plan_of(flow: Any, x: Tensor, context: Tensor | None, check: float | None) -> _Plan:
+    """The plan for this call, cached on the flow per training mode and gradient pattern, and
+    rebuilt when the set of parameters that require grad changes."""
+    key = (flow.training, x.requires_grad, context is not None and context.requires_grad, check)
+    cache = flow.__dict__.setdefault("_invertible_plans", {})
+    plan = cache.get(key)
+    if plan is None or sum(p.requires_grad for p in plan.every) != len(plan.params):
+        plan = cache[key] = _Plan.build(flow, x, context, check)
+    return plan
 
 
 def _require_initialized(plan: _Plan) -> None:
@@ -162,12 +187,9 @@ class _Recorder:
     backward cannot rebuild (or of every step, in check mode)."""
 
     def __init__(self, plan: _Plan, x: Tensor) -> None:
-        keep = [
-            i >= plan.first and (mode == "checkpoint" or plan.check is not None)
-            for i, mode in enumerate(plan.modes)
-        ]
+        keep = plan.keep
         self.wanted = {s.src: i for i, s in enumerate(plan.steps) if keep[i]}
-        self.index = {id(s): i for i, s in enumerate(plan.steps)}
+        self.index = plan.index
         self.next_rng = {i + 1 for i, k in enumerate(keep[1:]) if k}
         self.inputs: dict[int, Tensor] = {}
         self.rng: dict[int, RngState] = {}
@@ -255,7 +277,11 @@ class _BackwardWalk:
         seeds = [self.grads.pop(d, None) for d in step.dst]
         need_input = plan.input_grad[i]
         try:
-            with frozen_buffers(*plan.stateful[i]), torch.autocast(*self.autocast):
+            with contextlib.ExitStack() as stack:
+                if plan.stateful[i]:
+                    stack.enter_context(frozen_buffers(*plan.stateful[i]))
+                if self.autocast[2]:
+                    stack.enter_context(torch.autocast(*self.autocast))
                 x, leaves, y, logdet = self._local_graph(i, outs, need_input)
         except _STEP_FAILURES as exc:
             raise RuntimeError(
