@@ -11,8 +11,8 @@ differs):
 
 For each it prints, plain / invertible and their ratio:
 
-- saved-for-backward bytes of one training step (:class:`~flowspec.nn.saved_memory.SavedTensorMeter`,
-  parameters excluded): the activation memory a step holds at its peak;
+- saved-for-backward bytes of one training step (``SavedTensorMeter``, parameters excluded):
+  the activation memory a step holds at its peak;
 - peak RSS growth during one training step, in a fresh process per mode, after a warm-up step
   and with glibc told to hand freed memory back at once (allocator caching hides it otherwise);
 - the median time of a training step (``bits_per_dim(x).mean()``, backward, Adam), the modes

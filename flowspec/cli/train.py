@@ -24,6 +24,8 @@ OVERRIDES = {
     "threads": "threads",
     "workers": "workers",
     "precision": "precision",
+    "memory": "memory",
+    "compile": "compile",
 }
 EXIT_INTERRUPTED = 130
 
@@ -59,6 +61,17 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         metavar="N",
         help="torch CPU threads (1 is fastest for small flows)",
+    )
+    p.add_argument(
+        "--memory",
+        choices=("plain", "invertible"),
+        help="invertible: keep no activations, rebuild them in backward (train.memory)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_const",
+        const=True,
+        help="torch.compile each distinct repeated block once (train.compile)",
     )
     p.add_argument(
         "--stop-after",

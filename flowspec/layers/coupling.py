@@ -31,9 +31,11 @@ from flowspec.layers.base import (
     numel,
 )
 from flowspec.layers.bits import or_reduce, window_or
+from flowspec.layers.cost import CostContext, OpCost, Saved, prefixed
 from flowspec.layers.masks import MASKS, Mask, MaskName, is_channel_mask, resolve_mask
 from flowspec.layers.nets import NETS, MLPSpec, NetSpec
 from flowspec.layers.transforms import (
+    TRANSFORMS,
     AdditiveSpec,
     AffineSpec,
     LogScale,
@@ -48,6 +50,7 @@ __all__ = [
     "AffineCouplingSpec",
     "CouplingFields",
     "CouplingSpec",
+    "coupling_cost",
     "coupling_mix",
     "infer_coupling",
 ]
@@ -191,6 +194,32 @@ def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tupl
     return ((rows | (seen & ~ones)).reshape(deps.shape),)
 
 
+def coupling_cost(spec: CouplingFields, ctx: CostContext) -> OpCost:
+    """The conditioner's and the transform's costs on the elements they see. The network's
+    input is the op's input (``half``, kept channels first), a reordered copy (``half``,
+    other masks) or ``b * x`` (``masked``); the transform keeps its ``x``, the same storage."""
+    shape, mask = ctx.in_shape, ctx.params["mask"]
+    d = numel(shape)
+    transform = TRANSFORMS[spec.transform_spec.type]
+    if spec.net_input == "half":
+        per = numel(shape[1:])
+        kept = [i for i in range(shape[0]) if mask[i * per]]
+        moved = [i for i in range(shape[0]) if not mask[i * per]]
+        source = "input" if kept + moved == list(range(shape[0])) else "reordered"
+        net_in, net_out = (len(kept), *shape[1:]), (len(moved), *shape[1:])
+    else:
+        source, net_in, net_out = "input", shape, shape
+    net = NETS[spec.net.type].cost(spec.net, net_in, net_out, transform.n_params)
+    moved_cost = transform.cost(spec.transform_spec, net_out)
+    saved = [Saved(d, "masked" if spec.net_input == "masked" else source), Saved(net.hidden)]
+    saved += [Saved(moved_cost.saved)] + ([Saved(d, source)] if moved_cost.saves_input else [])
+    return OpCost(
+        prefixed("net", net.tensors) + moved_cost.tensors,
+        flops=net.flops,
+        saved=tuple(s for s in saved if s.elements),
+    )
+
+
 def _describe(mask: str | tuple[int, ...]) -> str:
     return f"'{mask}'" if isinstance(mask, str) else str(list(mask))
 
@@ -215,6 +244,7 @@ def _coupling_op(kind: str, spec: type[CouplingFields], summary: str) -> OpDef:
         mix=coupling_mix,
         module="coupling",
         codes=("mask-rank", "mask-length", "mask-empty", "net-rank", "net-input"),
+        cost=coupling_cost,
     )
 
 

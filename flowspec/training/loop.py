@@ -35,6 +35,7 @@ from flowspec.io import read_weights, save, write_atomic
 from flowspec.nn.flow import Flow
 from flowspec.spec.training import TrainSpec
 from flowspec.training.batches import BatchPlan, TrainBatches, describe
+from flowspec.training.budget import check_memory
 from flowspec.training.checkpoint import TrainState, model_metadata, save_checkpoint
 from flowspec.training.distributed import Ranks, collective_failure, rank_seed, wrap
 from flowspec.training.divergence import diverged, first_bad_chunk, first_bad_gradient
@@ -391,6 +392,8 @@ def _run(
     """Start or resume, then the loop; a collective that fails because another process of the
     job died becomes a ``rank-lost`` error naming the last checkpoint."""
     try:
+        local_batch = run.batch // run.ranks.world
+        estimate = check_memory(run.flow, run.flow.spec, local_batch, run.ranks.device)
         if resume:
             run.resume()
         else:
@@ -405,6 +408,8 @@ def _run(
             f"({run.per_epoch} per epoch, {describe(run.plan)}), lr {config.lr:g} "
             f"{config.schedule}" + ("" if config.precision == "float32" else ", bf16 networks")
         )
+        if estimate is not None:
+            run.progress.message(estimate)
         try:
             with SigintFlag() as sigint, torch_threads(config.threads):
                 return run.run(stop_after, sigint)
