@@ -448,3 +448,24 @@ def test_broken_inverse_is_reported_with_the_step() -> None:
     z, logdet = flow(torch.randn(16, 8, dtype=torch.float64, requires_grad=True))
     with pytest.raises(RuntimeError, match=r"step 's1' \(Coupling.*rebuilt.*differs"):
         (z.sum() + logdet.sum()).backward()
+
+
+def test_a_checkpoint_written_before_the_memory_setting_resumes_with_its_default() -> None:
+    from flowspec.errors import TrainingError
+    from flowspec.spec.training import TrainSpec
+    from flowspec.training.checkpoint import TrainState
+    from flowspec.training.resume import require_same_settings
+
+    config = TrainSpec().model_dump(mode="json")
+    old = {k: v for k, v in config.items() if k not in ("memory", "compile")}
+    require_same_settings(
+        TrainState(config=old, data="moons"), TrainState(config=config, data="moons"), Path("c")
+    )
+    changed = {**config, "memory": "invertible"}
+    with pytest.raises(TrainingError) as error:
+        require_same_settings(
+            TrainState(config=old, data="moons"),
+            TrainState(config=changed, data="moons"),
+            Path("c"),
+        )
+    assert error.value.codes == ["resume-mismatch"] and "memory" in str(error.value)
