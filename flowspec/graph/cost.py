@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
 from math import prod
 from typing import Any
 
 from flowspec.graph.ir import INPUT, FlowGraph
+from flowspec.graph.passes import DEFAULT_PASSES
 from flowspec.layers import OPS
 from flowspec.layers.cost import CostContext, OpCost, Saved, TensorInfo
 from flowspec.spec.bases import BASES
@@ -86,9 +87,10 @@ class CostReport:
         return weights + self.buffers * 8 + self.activation_bytes(batch, memory)
 
 
-def cost_report(graph: FlowGraph) -> CostReport:
-    """The costs of ``graph``'s flow; see the module docstring."""
-    walk = _Walk(graph)
+def cost_report(graph: FlowGraph, passes: Sequence[str] = DEFAULT_PASSES) -> CostReport:
+    """The costs of ``graph``'s flow compiled with the optimisation ``passes``; see the module
+    docstring."""
+    walk = _Walk(graph, frozenset(passes))
     for op in graph.ops():
         walk.op(op)
     walk.base()
@@ -113,8 +115,8 @@ def cost_report(graph: FlowGraph) -> CostReport:
 class _Walk:
     """Storages and gradient flags along the graph, and the totals per block."""
 
-    def __init__(self, graph: FlowGraph) -> None:
-        self.graph = graph
+    def __init__(self, graph: FlowGraph, passes: frozenset[str]) -> None:
+        self.graph, self.passes = graph, passes
         self.ids = count()
         d = prod(graph.input_shape)
         self.storage: dict[tuple[str, int], tuple[Any, int]] = {(INPUT, 0): ("x", d)}
@@ -139,7 +141,8 @@ class _Walk:
         storage, size = self.storage[source]
         grad_in = self.grad[source]
         rule = OPS[op.kind].cost
-        cost = OpCost() if rule is None else rule(op.spec, _context(op, grad_in))
+        context = CostContext(op.in_shape, op.out_shapes, op.params, grad_in, self.passes)
+        cost = OpCost() if rule is None else rule(op.spec, context)
         block = self.block(op.name)
         block.ops += 1
         block.params += cost.params
@@ -182,10 +185,6 @@ class _Walk:
             key = item.storage if item.storage == "z" else next(self.ids)
             for mode in MODES:
                 self.keep(mode, block, key, item.elements)
-
-
-def _context(op: Any, grad_in: bool) -> CostContext:
-    return CostContext(op.in_shape, op.out_shapes, op.params, grad_in)
 
 
 def _renamed(prefix: str, t: TensorInfo) -> TensorInfo:

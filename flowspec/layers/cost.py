@@ -79,13 +79,15 @@ class OpCost:
 
 @dataclass(frozen=True)
 class CostContext:
-    """What a cost rule may know: the op's shapes, its resolved params, and whether its input
-    requires grad (ops without parameters save nothing for an input that does not)."""
+    """What a cost rule may know: the op's shapes, its resolved params, whether its input
+    requires grad (ops without parameters save nothing for an input that does not), and the
+    optimisation passes (:mod:`flowspec.graph.passes`) that change how it computes."""
 
     in_shape: tuple[int, ...]
     out_shapes: tuple[tuple[int, ...], ...]
     params: Any = field(default_factory=dict)
     grad_in: bool = True
+    passes: frozenset[str] = frozenset()  # the optimisation passes the flow is compiled with
 
 
 @dataclass(frozen=True)

@@ -211,11 +211,17 @@ def coupling_cost(spec: CouplingFields, ctx: CostContext) -> OpCost:
         source, net_in, net_out = "input", shape, shape
     net = NETS[spec.net.type].cost(spec.net, net_in, net_out, transform.n_params)
     moved_cost = transform.cost(spec.transform_spec, net_out)
-    saved = [Saved(d, "masked" if spec.net_input == "masked" else source), Saved(net.hidden)]
+    net_source = Saved(d, "masked" if spec.net_input == "masked" else source)
+    flops = net.flops
+    if "kept_inputs" in ctx.passes and spec.net_input == "masked" and spec.net.type == "mlp":
+        kept = sum(mask)  # the first layer reads the kept coordinates only
+        flops = NETS["mlp"].cost(spec.net, (kept,), net_out, transform.n_params).flops
+        net_source = Saved(kept, "kept")
+    saved = [net_source, Saved(net.hidden)]
     saved += [Saved(moved_cost.saved)] + ([Saved(d, source)] if moved_cost.saves_input else [])
     return OpCost(
         prefixed("net", net.tensors) + moved_cost.tensors,
-        flops=net.flops,
+        flops=flops,
         saved=tuple(s for s in saved if s.elements),
     )
 

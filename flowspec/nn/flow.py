@@ -79,6 +79,7 @@ class Flow(nn.Module):
         self.graph: Any = None  # the FlowGraph it was compiled from (set by compile_graph)
         self._memory = "plain"
         self.memory_check: float | None = None  # invertible mode's debug check (see memory)
+        self.passes: dict[str, list[str]] = {}  # optimisation pass -> steps it rewrote
 
     def _register(self, name: str, module: nn.Module) -> None:
         *parents, leaf = name.split(".")

@@ -42,7 +42,7 @@ def check_memory(flow: Any, spec: Any, batch: int, device: torch.device) -> str 
     device's free memory. None for a flow without its graph."""
     if getattr(flow, "graph", None) is None:
         return None
-    report = cost_report(flow.graph)
+    report = cost_report(flow.graph, tuple(getattr(flow, "passes", {})))
     float_bytes = next((p.element_size() for p in flow.parameters()), 4)
     scale = float_bytes / report.float_bytes
     mode = flow.memory
