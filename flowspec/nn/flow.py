@@ -74,6 +74,9 @@ class Flow(nn.Module):
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
         # A plain tuple (not a ModuleList): the modules are registered once, under their names.
         self._steps = tuple(steps)
+        # What the loops run when nobody observes single steps: the steps, or compiled regions
+        # of them (flowspec.nn.regions.compile_regions).
+        self.schedule: tuple[Step, ...] = self._steps
         self._latent_slots = tuple(latent_slots)
         self._n_slots = n_slots
         self.graph: Any = None  # the FlowGraph it was compiled from (set by compile_graph)
@@ -116,7 +119,7 @@ class Flow(nn.Module):
         logdet = torch.zeros(x.shape[0], device=x.device, dtype=self._ref.dtype)
         step: Step | None = None
         try:
-            for step in self._steps:
+            for step in self._steps if observe is not None else self.schedule:
                 y, ld = step.module(slots[step.src], context)
                 outs = (y,) if len(step.dst) == 1 else tuple(y)
                 for slot, value in zip(step.dst, outs):
@@ -143,7 +146,7 @@ class Flow(nn.Module):
             slots[slot] = value.reshape(n, *shape)
         step: Step | None = None
         try:
-            for step in reversed(self._steps):
+            for step in reversed(self._steps if observe is not None else self.schedule):
                 y = slots[step.dst[0]] if len(step.dst) == 1 else tuple(slots[d] for d in step.dst)
                 slots[step.src] = step.module.inverse(y, context)
                 if observe is not None:

@@ -79,6 +79,17 @@ class TrainResult:
     config: TrainSpec | None = None  # the settings the run used
 
 
+def _adam(flow: Flow, config: TrainSpec) -> torch.optim.Optimizer:
+    """Adam, with its fused kernel where this torch has one for the device (one pass over all
+    parameters instead of a dozen operations per tensor: a quarter of a small flow's step)."""
+    try:
+        return torch.optim.Adam(
+            flow.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
 class _Run:
     """One training run: the flow, its optimizer, the data and the loop's state."""
 
@@ -104,9 +115,7 @@ class _Run:
             self.train_x, self.plan, config.workers, pin=self.device.type == "cuda"
         )
         self.model = wrap(flow, ranks)  # log p(x); DDP around it on many processes
-        self.optimizer = torch.optim.Adam(
-            flow.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        self.optimizer = _adam(flow, config)
         self.generator = torch.Generator()
         self.state = TrainState(
             config=config.model_dump(mode="json"), data=splits.name, data_sha256=splits.digest()
@@ -401,6 +410,14 @@ def _run(
         progress, callback, tensorboard = report
         run.progress = reporters(progress, callback, tensorboard, run.out_dir, run.state.step)
         flow, config = run.flow, run.config
+        if config.compile:
+            from flowspec.nn.regions import compile_regions
+
+            compiled = compile_regions(flow)
+            run.progress.message(
+                f"compiling {compiled['bodies']} distinct block(s) for {compiled['regions']} "
+                "repeated region(s) on first use (torch.compile)"
+            )
         run.progress.message(
             f"{'resumed at step ' + str(run.state.step) if resume else 'training'} "
             f"'{name}' ({flow.num_parameters():,} parameters) on {splits.name}: "
