@@ -41,10 +41,12 @@ FORMATS: dict[str, Callable[[Any], str]] = {"text": _text, "dot": _dot, "mermaid
 
 def _cost(graph: Any, batch: int | None) -> str:
     from flowspec.graph.cost import cost_report, format_cost
+    from flowspec.spec.passes import DEFAULT_PASSES
 
     train = graph.spec.train
     batch = batch or (train.batch_size if train is not None else 256)
-    return format_cost(cost_report(graph), batch, graph.spec.name)
+    passes = train.passes if train is not None and train.passes is not None else DEFAULT_PASSES
+    return format_cost(cost_report(graph, passes), batch, graph.spec.name)
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

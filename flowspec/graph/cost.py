@@ -31,10 +31,10 @@ from math import prod
 from typing import Any
 
 from flowspec.graph.ir import INPUT, FlowGraph
-from flowspec.graph.passes import DEFAULT_PASSES
 from flowspec.layers import OPS
 from flowspec.layers.cost import CostContext, OpCost, Saved, TensorInfo
 from flowspec.spec.bases import BASES
+from flowspec.spec.passes import DEFAULT_PASSES
 from flowspec.version import __version__
 
 __all__ = ["BlockCost", "CostReport", "cost_report", "file_size", "format_bytes", "format_cost"]

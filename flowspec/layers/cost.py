@@ -81,7 +81,7 @@ class OpCost:
 class CostContext:
     """What a cost rule may know: the op's shapes, its resolved params, whether its input
     requires grad (ops without parameters save nothing for an input that does not), and the
-    optimisation passes (:mod:`flowspec.graph.passes`) that change how it computes."""
+    optimisation passes (:mod:`flowspec.spec.passes`) that change how it computes."""
 
     in_shape: tuple[int, ...]
     out_shapes: tuple[tuple[int, ...], ...]

@@ -3,7 +3,7 @@
 Each pass is a row of :data:`PASSES`: a function that looks at one :class:`~flowspec.nn.flow.Step`
 and, where it applies, rewrites how its module computes, keeping every parameter object under
 its name (weights files, optimizer state and checkpoints do not change). ``compile_graph``
-applies :data:`~flowspec.graph.passes.DEFAULT_PASSES`; ``flowspec.compile(spec, passes=())``
+applies :data:`~flowspec.spec.passes.DEFAULT_PASSES`; ``flowspec.compile(spec, passes=())``
 switches them off and ``flow.passes`` says what was applied where. Each pass is proven by the
 float64 oracles to give the same outputs and gradients (to 1e-12) on and off
 (``tests/nn/test_passes.py``) and measured in ``benchmarks/passes.py``.
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowspec.graph.passes import DEFAULT_PASSES
 from flowspec.nn.nets import MLPNet
+from flowspec.spec.passes import DEFAULT_PASSES
 
 __all__ = ["DEFAULT_PASSES", "PASSES", "FastMLP", "apply_passes"]
 

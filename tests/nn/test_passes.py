@@ -112,3 +112,21 @@ def test_passes_work_with_invertible_memory() -> None:
 def test_unknown_pass_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown pass"):
         flowspec.compile("specs/seed_moons.yaml", passes=("fuse_everything",))
+
+
+def test_spec_and_command_line_choose_the_passes(tmp_path: Path) -> None:
+    from flowspec.cli import main
+
+    spec = flowspec.load_spec("specs/seed_moons.yaml").model_dump(mode="json")
+    spec["train"]["passes"] = ["fuse_towers"]
+    flow = flowspec.compile(spec)
+    assert list(flow.passes) == ["fuse_towers"]
+    saved = flowspec.save(flow, tmp_path / "m.safetensors")
+    assert list(flowspec.load(saved).passes) == ["fuse_towers"]  # the file's spec says so
+    spec["train"]["passes"] = []
+    assert flowspec.compile(spec).passes == {}
+    args = ["train", "specs/realnvp_moons.yaml", "--steps", "1", "--no-figures", "--quiet"]
+    assert main([*args, "--passes", "none", "--out", str(tmp_path / "a")]) == 0
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--passes", "fuse_everything"])
+    assert exit_.value.code == 2

@@ -2,11 +2,16 @@
 
 The rewrites themselves are :mod:`flowspec.nn.passes` (a table with the same keys); the cost
 report (:mod:`flowspec.graph.cost`) reads the names to count what an optimised step computes.
+A spec chooses them with ``train: {passes: [...]}`` (default: :data:`DEFAULT_PASSES`).
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_PASSES", "PASS_SUMMARIES"]
+from typing import Literal
+
+__all__ = ["DEFAULT_PASSES", "PASS_SUMMARIES", "PassName"]
+
+PassName = Literal["fuse_towers", "kept_inputs"]
 
 PASS_SUMMARIES: dict[str, str] = {
     "fuse_towers": "separate MLP towers reading one input run as one batched product per layer",
