@@ -195,6 +195,10 @@ def compile_regions(flow: Any, backend: str | None = None, **options: Any) -> di
     ``torch.compile`` (``backend="aot_eager"`` traces without generating code: a quick check).
     """
     backend = backend or BACKEND
+    if backend == "inductor":
+        # Keep convolutions in the flow's own layout: converting small images to channels-last
+        # and back costs more than it gains on a CPU (measured: convolutions 2x slower).
+        options.setdefault("options", {}).setdefault("layout_optimization", False)
     bodies: dict[Any, tuple[_Body, dict[str, Any]]] = {}
     schedule, eager = [], []
     for group in regions_of(flow.steps):
