@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import count
 from math import prod
@@ -191,7 +191,7 @@ def _renamed(prefix: str, t: TensorInfo) -> TensorInfo:
     return TensorInfo(f"{prefix}.{t.name}", t.shape, t.dtype, t.param)
 
 
-def file_size(tensors: Iterable[TensorInfo], spec_text: str) -> int:
+def file_size(tensors: Sequence[TensorInfo], spec_text: str) -> int:
     """Bytes of the safetensors file :func:`flowspec.save` writes for these tensors (float32)
     and this spec: an 8-byte length, the JSON header padded to 8 bytes, the data."""
     metadata = {
@@ -200,6 +200,8 @@ def file_size(tensors: Iterable[TensorInfo], spec_text: str) -> int:
         "flowspec_version": __version__,
         "spec": spec_text,
         "spec_sha256": hashlib.sha256(spec_text.encode()).hexdigest(),
+        "tensors_sha256": "0" * 64,  # a SHA-256 in hex: its length is all that counts here
+        "buffers": json.dumps(sorted(t.name for t in tensors if not t.param)),
     }
     ordered = sorted(tensors, key=lambda t: (-DTYPE_ORDER[DTYPES[t.dtype][0]], t.name))
     header: dict[str, Any] = {"__metadata__": metadata}

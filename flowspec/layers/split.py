@@ -69,8 +69,8 @@ def _infer_with_prior(spec: SplitSpec, ctx: InferContext) -> Inferred:
 
 def _cost(spec: SplitSpec, ctx: CostContext) -> OpCost:
     """Both halves are views of the input. A learned prior's conv (linear map) keeps the input
-    it slices the kept half from; the standardisation keeps ``h - mean`` and
-    ``exp(-log_std)``."""
+    it slices the kept half from, the clamp of the log-std the conv's output, and the
+    standardisation ``h - mean`` and ``exp(-log_std)``."""
     if spec.prior != "learned":
         return OpCost(output_is_input=(0, 1))
     c, positions = ctx.in_shape[0], prod(ctx.in_shape[1:])
@@ -80,7 +80,9 @@ def _cost(spec: SplitSpec, ctx: CostContext) -> OpCost:
     else:
         tensors, flops = linear("prior", half, 2 * half)
     n = half * positions
-    saved = (Saved(c * positions, "input"), Saved(n), Saved(n))
+    # the conv's input; the clamp of the log-std keeps the conv's output (mean and log-std);
+    # the standardisation keeps h - mean and exp(-log_std)
+    saved = (Saved(c * positions, "input"), Saved(2 * n), Saved(n), Saved(n))
     return OpCost(tensors, flops, saved=saved, output_is_input=(0,))
 
 

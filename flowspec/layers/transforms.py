@@ -62,9 +62,10 @@ def _additive_cost(spec: AdditiveSpec, shape: tuple[int, ...]) -> TransformCost:
     return TransformCost()
 
 
-# Saved elements per transformed element of each log-scale bound: tanh keeps its output,
-# log-sigmoid its input and a buffer; then exp(s) keeps its output.
-LOG_SCALE_SAVES = {"tanh": 1, "scaled_tanh": 1, "sigmoid": 2, "none": 0}
+# Saved elements per transformed element of each log-scale bound: tanh keeps its output;
+# log-sigmoid its input and a buffer, and its floor (a clamp) its output; then exp(s) keeps
+# its output.
+LOG_SCALE_SAVES = {"tanh": 1, "scaled_tanh": 1, "sigmoid": 3, "none": 0}
 
 
 def _affine_cost(spec: AffineSpec, shape: tuple[int, ...]) -> TransformCost:
