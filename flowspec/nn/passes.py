@@ -39,6 +39,7 @@ class FastMLP(nn.Module):
     def __init__(self, net: MLPNet) -> None:
         super().__init__()
         self.n_out, self.separate, self.out_shape = net.n_out, net.separate, net.out_shape
+        self.sizes, self.activation = net.sizes, net.activation
         if net.separate:
             self.towers = net.towers
         else:
@@ -76,6 +77,11 @@ class FastMLP(nn.Module):
             else:
                 h = module(h)
         return h
+
+    def emit(self) -> Any:
+        """As Python source (``flowspec export``): the plain MLP, the same function with the
+        same parameter names."""
+        return MLPNet.emit(self)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
         if self.fuse:
