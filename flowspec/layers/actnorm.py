@@ -9,9 +9,11 @@ weights file, so a loaded model is never initialised again.
 
 from __future__ import annotations
 
+from math import prod
 from typing import Literal
 
 from flowspec.layers.base import OpDef, StrictModel, same_shape
+from flowspec.layers.cost import CostContext, OpCost, Saved, TensorInfo
 
 __all__ = ["OP", "ActNormSpec"]
 
@@ -21,6 +23,20 @@ class ActNormSpec(StrictModel):
     data_init: bool = True
 
 
+def _cost(spec: ActNormSpec, ctx: CostContext) -> OpCost:
+    """``x * exp(log_scale)`` keeps ``x`` for the scale's gradient."""
+    if len(ctx.in_shape) == 2:  # token sequences: one per token value
+        shape: tuple[int, ...] = (1, 1, ctx.in_shape[1])
+    else:
+        shape = (1, ctx.in_shape[0], *([1] * (len(ctx.in_shape) - 1)))
+    tensors = (
+        TensorInfo("log_scale", shape),
+        TensorInfo("bias", shape),
+        TensorInfo("initialized", (), "bool", param=False),
+    )
+    return OpCost(tensors, saved=(Saved(prod(ctx.in_shape), "input"),))
+
+
 OP = OpDef(
     kind="actnorm",
     spec=ActNormSpec,
@@ -28,4 +44,5 @@ OP = OpDef(
     role="elementwise",
     summary="per-feature/channel affine map with data-dependent initialisation (Glow)",
     ranks=(1, 2, 3),
+    cost=_cost,
 )

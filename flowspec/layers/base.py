@@ -136,6 +136,7 @@ class OpDef:
     ``codes`` lists the diagnostic codes its shape rule can report. A ``preprocess`` op
     belongs in the spec's ``preprocess`` list, at most once, in increasing ``order``
     (``dequantize`` 0, then ``logit`` 1).
+    ``cost`` is its cost rule (:mod:`flowspec.layers.cost`: tensors, FLOPs, what training saves).
     """
 
     kind: str
@@ -148,6 +149,7 @@ class OpDef:
     module: str = ""
     codes: tuple[str, ...] = ()
     order: int = 0
+    cost: Callable[[Any, Any], Any] | None = None  # (spec, CostContext) -> OpCost
 
     @property
     def module_name(self) -> str:

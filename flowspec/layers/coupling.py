@@ -31,6 +31,7 @@ from flowspec.layers.base import (
     numel,
 )
 from flowspec.layers.bits import or_reduce, window_or
+from flowspec.layers.cost import CostContext, OpCost, Saved, prefixed
 from flowspec.layers.masks import (
     MASKS,
     Mask,
@@ -41,6 +42,7 @@ from flowspec.layers.masks import (
 )
 from flowspec.layers.nets import NETS, MLPSpec, NetSpec
 from flowspec.layers.transforms import (
+    TRANSFORMS,
     AdditiveSpec,
     AffineSpec,
     LogScale,
@@ -55,6 +57,7 @@ __all__ = [
     "AffineCouplingSpec",
     "CouplingFields",
     "CouplingSpec",
+    "coupling_cost",
     "coupling_mix",
     "infer_coupling",
 ]
@@ -217,6 +220,40 @@ def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tupl
     return ((rows | (seen & ~ones)).reshape(deps.shape),)
 
 
+def coupling_cost(spec: CouplingFields, ctx: CostContext) -> OpCost:
+    """The conditioner's and the transform's costs on the elements they see. The network's
+    input is the op's input (``half``, kept channels first), a reordered copy (``half``,
+    other masks) or ``b * x`` (``masked``); the transform keeps its ``x``, the same storage."""
+    shape, mask = ctx.in_shape, ctx.params["mask"]
+    d = numel(shape)
+    transform = TRANSFORMS[spec.transform_spec.type]
+    if spec.net_input == "half":  # gathered along the axis the mask cuts, as the module does
+        axis = split_axis(mask, shape) or 1
+        per, size = numel(shape[axis:]), shape[axis - 1]
+        kept = [i for i in range(size) if mask[i * per]]
+        moved = [i for i in range(size) if not mask[i * per]]
+        source = "input" if kept + moved == list(range(size)) else "reordered"
+        before, after = shape[: axis - 1], shape[axis:]
+        net_in, net_out = (*before, len(kept), *after), (*before, len(moved), *after)
+    else:
+        source, net_in, net_out = "input", shape, shape
+    net = NETS[spec.net.type].cost(spec.net, net_in, net_out, transform.n_params)
+    moved_cost = transform.cost(spec.transform_spec, net_out)
+    net_source = Saved(d, "masked" if spec.net_input == "masked" else source)
+    flops = net.flops
+    if "kept_inputs" in ctx.passes and spec.net_input == "masked" and spec.net.type == "mlp":
+        kept = sum(mask)  # the first layer reads the kept coordinates only
+        flops = NETS["mlp"].cost(spec.net, (kept,), net_out, transform.n_params).flops
+        net_source = Saved(kept, "kept")
+    saved = [net_source, Saved(net.hidden)]
+    saved += [Saved(moved_cost.saved)] + ([Saved(d, source)] if moved_cost.saves_input else [])
+    return OpCost(
+        prefixed("net", net.tensors) + moved_cost.tensors,
+        flops=flops,
+        saved=tuple(s for s in saved if s.elements),
+    )
+
+
 def _describe(mask: str | tuple[int, ...]) -> str:
     return f"'{mask}'" if isinstance(mask, str) else str(list(mask))
 
@@ -257,6 +294,7 @@ def _coupling_op(kind: str, spec: type[CouplingFields], summary: str) -> OpDef:
             "attention-heads",
         ),
         ranks=(1, 2, 3),
+        cost=coupling_cost,
     )
 
 

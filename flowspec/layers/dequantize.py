@@ -26,6 +26,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from flowspec.layers.base import OpDef, StrictModel, same_shape
+from flowspec.layers.cost import CostContext, OpCost
 
 __all__ = ["OP", "DequantizeSpec", "GaussianNoiseSpec", "UniformNoiseSpec"]
 
@@ -56,6 +57,10 @@ class DequantizeSpec(StrictModel):
     )
 
 
+def _cost(spec: DequantizeSpec, ctx: CostContext) -> OpCost:
+    return OpCost()
+
+
 OP = OpDef(
     kind="dequantize",
     spec=DequantizeSpec,
@@ -63,4 +68,5 @@ OP = OpDef(
     role="preprocess",
     summary="uniform dequantisation of integer data to [0, 1) (or Gaussian noise in training), "
     "log-det -D log(levels)",
+    cost=_cost,
 )

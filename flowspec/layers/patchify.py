@@ -26,6 +26,7 @@ from flowspec.layers.base import (
     Shape,
     StrictModel,
 )
+from flowspec.layers.cost import CostContext, OpCost
 
 __all__ = ["OP", "PatchifySpec", "patch_source"]
 
@@ -87,6 +88,11 @@ def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, 
     return (np.ascontiguousarray(rows).reshape(deps.shape),)
 
 
+def _cost(spec: PatchifySpec, ctx: CostContext) -> OpCost:
+    """Moves values only and keeps nothing; a vector's tokens are a view of it."""
+    return OpCost(output_is_input=(0,) if len(ctx.in_shape) == 1 else ())
+
+
 def _infer_with_patch(spec: PatchifySpec, ctx: InferContext) -> Inferred:
     inferred = _infer(spec, ctx)
     return Inferred(
@@ -102,4 +108,5 @@ OP = OpDef(
     summary="images (C, H, W) or vectors (D,) to patch tokens (T, D'), TarFlow's and Jet's input",
     codes=("patch-size",),
     mix=_mix,
+    cost=_cost,
 )

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Seed, Shape, StrictModel
+from flowspec.layers.cost import CostContext, OpCost, TensorInfo
 
 __all__ = ["OP", "PermuteSpec", "permutation_mix"]
 
@@ -40,6 +41,18 @@ def permutation_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> t
     return (deps.reshape(in_shape[0], -1, deps.shape[1])[perm].reshape(deps.shape),)
 
 
+def _cost(spec: PermuteSpec, ctx: CostContext) -> OpCost:
+    """Both index vectors are saved in the weights file; an index gather saves nothing per
+    example."""
+    c = ctx.in_shape[0]
+    return OpCost(
+        (
+            TensorInfo("perm", (c,), "int64", param=False),
+            TensorInfo("inverse_perm", (c,), "int64", param=False),
+        )
+    )
+
+
 OP = OpDef(
     kind="permute",
     spec=PermuteSpec,
@@ -48,4 +61,5 @@ OP = OpDef(
     summary="fixed permutation of features (vectors), tokens (token sequences) or channels",
     mix=permutation_mix,
     ranks=(1, 2, 3),
+    cost=_cost,
 )

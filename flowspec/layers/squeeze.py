@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Problem, Shape, StrictModel
+from flowspec.layers.cost import CostContext, OpCost
 
 __all__ = ["OP", "SqueezeSpec", "squeeze_source"]
 
@@ -54,6 +55,10 @@ def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, 
     return (blocks.transpose(0, 2, 4, 1, 3, 5).reshape(deps.shape),)
 
 
+def _cost(spec: SqueezeSpec, ctx: CostContext) -> OpCost:
+    return OpCost()
+
+
 OP = OpDef(
     kind="squeeze",
     spec=SqueezeSpec,
@@ -63,4 +68,5 @@ OP = OpDef(
     codes=("squeeze-odd",),
     mix=_mix,
     ranks=(3,),
+    cost=_cost,
 )

@@ -37,6 +37,7 @@ from flowspec.layers.base import (
     StrictModel,
 )
 from flowspec.layers.bits import or_reduce
+from flowspec.layers.cost import CostContext, OpCost, Saved, TensorInfo, prefixed, transformer
 from flowspec.layers.nets import heads_problem
 
 __all__ = ["OP", "TarFlowSpec", "triangular_mix"]
@@ -98,6 +99,29 @@ def triangular_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tu
     return ((rows | before[:, None, :]).reshape(deps.shape),)
 
 
+def _cost(spec: TarFlowSpec, ctx: CostContext) -> OpCost:
+    """The causal transformer on the ``L`` tokens it reads (``T - 1``, or ``T`` with a learned
+    start token), outputting a shift and a log-scale per value. Besides the transformer's own
+    (:func:`flowspec.layers.cost.transformer`) training keeps the sequence it reads (the input,
+    or a new tensor when the block is reversed or prepends its start token), the soft clip's
+    tanh output, the softplus scale's intermediates, ``exp(-a)`` and ``x - b``."""
+    t, d = ctx.in_shape
+    learned = spec.start == "learned"
+    length = t if learned else t - 1
+    sizes = {"width": spec.width, "depth": spec.depth, "heads": spec.heads}
+    net = transformer(
+        length, d, 2 * d, **sizes, mlp_ratio=spec.mlp_ratio, final_norm=spec.final_norm
+    )
+    tensors = ((TensorInfo("start", (1, 1, d)),) if learned else ()) + prefixed("net", net.tensors)
+    reads_input = not learned and not ctx.params["reverse"]
+    moved = length * d
+    saved = [Saved(t * d, "input" if reads_input else "sequence"), Saved(net.hidden)]
+    saved += [Saved(2 * moved)] if spec.clip is not None else []
+    saved += [Saved(2 * moved + moved // 2)] if spec.log_scale == "softplus" else []
+    saved += [Saved(moved), Saved(moved)]  # exp(-a) and x - b
+    return OpCost(tensors, net.flops, saved=tuple(saved))
+
+
 OP = OpDef(
     kind="tarflow",
     spec=TarFlowSpec,
@@ -107,4 +131,5 @@ OP = OpDef(
     mix=triangular_mix,
     ranks=(2,),
     codes=("attention-heads", "tarflow-tokens"),
+    cost=_cost,
 )
