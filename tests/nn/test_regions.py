@@ -48,7 +48,7 @@ def run(flow: flowspec.Flow, x: torch.Tensor) -> list[torch.Tensor]:
 
 # Tracing is slow on a small machine: the shipped specs with repeats of every kind of body
 # run in CI, the rest with the slow tests.
-FAST = {"realnvp_moons", "seed_moons", "glow_digits"}
+FAST = {"realnvp_moons", "seed_moons", "glow_digits", "tarflow_moons"}
 
 
 @pytest.mark.parametrize(
