@@ -26,7 +26,7 @@ from flowspec.layers.cost import CostContext
 from flowspec.nn.oracles import example_inputs
 from flowspec.nn.saved_memory import SavedTensorMeter
 from tests.catalogue import op_example_params
-from tests.helpers import LARGE_SPECS, ROOT, SPEC_FILES, example_spec
+from tests.helpers import HUGE_SPECS, LARGE_SPECS, ROOT, SPEC_FILES, example_spec
 
 N = 64  # examples per measurement: per-batch constants (masks, statistics) stay below 1%
 
@@ -111,11 +111,15 @@ def _small_specs() -> list[Any]:
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in SPEC_FILES])
 def test_tensors_params_and_file_size_are_exact(path: Path, tmp_path: Path) -> None:
     report = cost_report(flowspec.build_graph(path))
-    flow = flowspec.compile(path)
+    huge = path.stem in HUGE_SPECS  # on the meta device: a 1.7 GB file proves nothing more
+    with torch.device("meta" if huge else "cpu"):
+        flow = flowspec.compile(path)
     assert report.params == flow.num_parameters()
     assert {t.name: t.shape for t in report.tensors} == {
         k: tuple(v.shape) for k, v in flow.state_dict().items()
     }
+    if huge:
+        return
     assert report.file_bytes == flowspec.save(flow, tmp_path / "m.safetensors").stat().st_size
 
 

@@ -15,10 +15,14 @@ import flowspec
 from flowspec.nn.oracles import example_inputs
 from tests.helpers import HUGE_SPECS, LARGE_SPECS, SPEC_FILES
 
+# Tracing 8 TarFlow blocks unrolled over 16 tokens takes 10 s on a small machine: with the slow
+# tests; tarflow_moons and tests/nn/test_tarflow.py trace the same block in CI.
+SLOW = LARGE_SPECS | {"tarflow_digits"}
+
 
 def _params() -> list:
     return [
-        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in LARGE_SPECS else [])
+        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in SLOW else [])
         for p in SPEC_FILES
         if p.stem not in HUGE_SPECS  # too large to run here; the digits specs trace their kinds
     ]
