@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flowspec.layers import (
     actnorm,
+    autoregressive,
     batchnorm,
     coupling,
     dequantize,
@@ -28,6 +29,7 @@ ALL_OPS: tuple[OpDef, ...] = (
     coupling.ADDITIVE,
     coupling.AFFINE,
     coupling.COUPLING,
+    autoregressive.OP,
     permute.OP,
     actnorm.OP,
     scale.OP,

@@ -38,6 +38,7 @@ from flowspec.layers.transforms import (
     AffineSpec,
     LogScale,
     TransformSpec,
+    check_transform,
 )
 
 __all__ = [
@@ -162,20 +163,27 @@ def infer_coupling(spec: CouplingFields, ctx: InferContext) -> Inferred:
                 ("net_input",),
             )
         )
+    problems += check_transform(spec.transform_spec)
     radius = NETS[spec.net.type].radius(spec.net) if rank == 3 else None
-    return Inferred((shape,), {"mask": mask, "radius": radius}, tuple(problems))
+    params: dict[str, Any] = {"mask": mask, "radius": radius}
+    if ctx.context:
+        params["context"] = ctx.context
+    return Inferred((shape,), params, tuple(problems))
 
 
-def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def coupling_mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """Transformed elements depend on themselves and on the kept elements their conditioner
-    sees: all of them for vectors, those within its receptive field (any channel) for images."""
+    sees: all of them for vectors, those within its receptive field (any channel) for images;
+    and on the context when the conditioner takes it (every output of the net does)."""
     mask = params["mask"]
     if len(mask) != len(deps):
         return (deps,)
     kept = mask.bits if isinstance(mask, Mask) else np.asarray(mask, dtype=bool)
     if len(in_shape) != 3:
         out = deps.copy()
-        out[~kept] |= or_reduce(deps[kept])
+        out[~kept] |= _with(or_reduce(deps[kept]), context)
         return (out,)
     channels, height, width = in_shape
     rows = deps.reshape(channels, height * width, -1)
@@ -184,11 +192,16 @@ def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tupl
         keep = planes[:, 0]
         seen = window_or(or_reduce(rows[keep]), height, width, params.get("radius"))
         out = rows.copy()
-        out[~keep] |= seen
+        out[~keep] |= _with(seen, context)
         return (out.reshape(deps.shape),)
     ones = np.where(planes, ~np.uint64(0), np.uint64(0))[..., None]  # all bits where kept
     seen = window_or(or_reduce(rows & ones), height, width, params.get("radius"))
-    return ((rows | (seen & ~ones)).reshape(deps.shape),)
+    return ((rows | (_with(seen, context) & ~ones)).reshape(deps.shape),)
+
+
+def _with(rows: Deps, context: Deps | None) -> Deps:
+    """``rows`` with the context's bit OR-ed in (unchanged without a context)."""
+    return rows if context is None else rows | context
 
 
 def _describe(mask: str | tuple[int, ...]) -> str:
@@ -214,7 +227,14 @@ def _coupling_op(kind: str, spec: type[CouplingFields], summary: str) -> OpDef:
         summary=summary,
         mix=coupling_mix,
         module="coupling",
-        codes=("mask-rank", "mask-length", "mask-empty", "net-rank", "net-input"),
+        codes=(
+            "mask-rank",
+            "mask-length",
+            "mask-empty",
+            "net-rank",
+            "net-input",
+            "spline-minimum",
+        ),
     )
 
 

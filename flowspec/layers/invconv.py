@@ -28,7 +28,9 @@ def _infer(spec: InvConvSpec, ctx: InferContext) -> Inferred:
     return Inferred((ctx.in_shape,), {"seed": ctx.seed})
 
 
-def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def _mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """Every channel at a position depends on all channels at that position (O(D) ORs)."""
     merged = or_reduce(deps.reshape(in_shape[0], -1, deps.shape[1]), axis=0)
     return (np.broadcast_to(merged, (in_shape[0], *merged.shape)).reshape(deps.shape),)

@@ -45,24 +45,31 @@ def _infer(spec: SplitSpec, ctx: InferContext) -> Inferred:
     return Inferred((half, half))
 
 
-def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def _mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """The factored half gains, with a learned prior, the kept elements its 3x3 conv sees
-    (images) or all kept elements (vectors, a linear map)."""
+    (images) or all kept elements (vectors, a linear map), and the context if it takes it."""
     n = len(deps) // 2
     kept, out = deps[:n], deps[n:]
     if params.get("prior") != "learned":
         return kept, out
     if len(in_shape) != 3:
-        return kept, out | or_reduce(kept)
+        cond = or_reduce(kept)
+        return kept, out | (cond if context is None else cond | context)
     half, height, width = in_shape[0] // 2, in_shape[1], in_shape[2]
     pixels = or_reduce(kept.reshape(half, height * width, -1), axis=0)
     seen = window_or(pixels, height, width, PRIOR_RADIUS)
+    seen = seen if context is None else seen | context
     return kept, (out.reshape(half, height * width, -1) | seen).reshape(out.shape)
 
 
 def _infer_with_prior(spec: SplitSpec, ctx: InferContext) -> Inferred:
     inferred = _infer(spec, ctx)
-    return Inferred(inferred.out_shapes, {"prior": spec.prior}, inferred.problems)
+    params: dict[str, Any] = {"prior": spec.prior}
+    if ctx.context and spec.prior == "learned":
+        params["context"] = ctx.context  # the learned prior's conv (linear map) takes it too
+    return Inferred(inferred.out_shapes, params, inferred.problems)
 
 
 OP = OpDef(

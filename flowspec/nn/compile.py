@@ -21,6 +21,7 @@ from flowspec.graph.ir import INPUT, FlowGraph, OpNode
 from flowspec.layers import OPS
 from flowspec.limits import limit, raise_hint
 from flowspec.nn.bases import build_base
+from flowspec.nn.context import ContextEncoder
 from flowspec.nn.flow import Flow, Step
 from flowspec.spec.budget import FIELD_LIMITS
 
@@ -54,8 +55,11 @@ def compile_graph(graph: FlowGraph) -> Flow:
     latent_shapes = [shape for _, shape in graph.latent_shapes()]
     components = getattr(graph.spec.base, "components", 1)
     budget.add(2 * components * graph.latent_size(), ("base",))
-    base = build_base(graph.spec.base, graph.latent_size(), graph.spec.seed)
-    flow = Flow(graph.spec, steps, latent_slots, latent_shapes, len(slot_of), base)
+    context = graph.spec.context
+    encoder = ContextEncoder(context) if context is not None else None
+    features = context.features if context is not None else 0
+    base = build_base(graph.spec.base, graph.latent_size(), graph.spec.seed, features)
+    flow = Flow(graph.spec, steps, latent_slots, latent_shapes, len(slot_of), base, encoder)
     flow.graph = graph
     return flow
 

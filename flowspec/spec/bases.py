@@ -12,9 +12,18 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from flowspec.layers.base import SpecRow, StrictModel
+from flowspec.layers.base import PositiveInt, SpecRow, StrictModel
+from flowspec.layers.nets import Activation
 
-__all__ = ["BASES", "BaseDef", "BaseSpec", "DiagNormalSpec", "MixtureSpec", "NormalSpec"]
+__all__ = [
+    "BASES",
+    "BaseDef",
+    "BaseSpec",
+    "ConditionalNormalSpec",
+    "DiagNormalSpec",
+    "MixtureSpec",
+    "NormalSpec",
+]
 
 
 class NormalSpec(StrictModel):
@@ -40,13 +49,31 @@ class MixtureSpec(StrictModel):
     spread: Annotated[float, Field(ge=0)] = 1.0
 
 
+class ConditionalNormalSpec(StrictModel):
+    """Diagonal normal whose mean and log-std per latent dimension are an MLP of the context
+    features (hidden widths ``hidden``; last layer zero-initialised, so it starts as N(0, I)).
+    Needs a ``context:`` section."""
+
+    type: Literal["conditional_normal"]
+    hidden: tuple[PositiveInt, ...] = (64,)
+    activation: Activation = "relu"
+
+
 @dataclass(frozen=True)
 class BaseDef(SpecRow):
-    """One base distribution: its spec model."""
+    """One base distribution: its spec model, and whether it takes the flow's context."""
+
+    conditional: bool = False
 
 
 BASES: dict[str, BaseDef] = {
-    d.type: d for d in (BaseDef(NormalSpec), BaseDef(DiagNormalSpec), BaseDef(MixtureSpec))
+    d.type: d
+    for d in (
+        BaseDef(NormalSpec),
+        BaseDef(DiagNormalSpec),
+        BaseDef(MixtureSpec),
+        BaseDef(ConditionalNormalSpec, conditional=True),
+    )
 }
 BaseSpec = Annotated[
     Union[tuple(d.spec for d in BASES.values())],  # type: ignore[valid-type]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import flowspec
-from flowspec.nn.oracles import example_inputs
+from flowspec.nn.oracles import example_context, example_inputs
 from tests.helpers import LARGE_SPECS, SPEC_FILES
 
 
@@ -26,12 +26,13 @@ def _params() -> list:
 @pytest.mark.parametrize("path", _params())
 def test_no_graph_breaks(path: Path) -> None:
     flow = flowspec.compile(path)
-    x = example_inputs(flow, 4).float()
+    x, c = example_inputs(flow, 4).float(), example_context(flow, 4)
+    c = c.float() if c is not None and c.is_floating_point() else c
     with torch.no_grad():
-        flow(x)  # data-dependent initialisation happens on the first batch, eagerly
+        flow(x, c)  # data-dependent initialisation happens on the first batch, eagerly
     torch._dynamo.reset()
-    forward = torch._dynamo.explain(flow)(x)
-    inverse = torch._dynamo.explain(flow.inverse)(torch.randn(4, flow.dim))
+    forward = torch._dynamo.explain(flow)(x, c)
+    inverse = torch._dynamo.explain(flow.inverse)(torch.randn(4, flow.dim), c)
     assert forward.graph_break_count == 0, forward.break_reasons
     assert inverse.graph_break_count == 0, inverse.break_reasons
     assert forward.graph_count == 1
