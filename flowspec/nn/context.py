@@ -46,6 +46,7 @@ class ContextEncoder(nn.Module):
         super().__init__()
         self.classes: int | None = getattr(spec, "classes", None)
         self.features = spec.features
+        self._description = spec.describe()
         self.embedding = (
             nn.Embedding(self.classes, spec.embedding)
             if self.classes is not None and spec.embedding
@@ -63,9 +64,7 @@ class ContextEncoder(nn.Module):
 
     def describe(self) -> str:
         """What this flow takes as context, for error messages."""
-        if self.classes is not None:
-            return f"integer class labels (N,) in 0..{self.classes - 1}"
-        return f"a float tensor (N, {self.features})"
+        return self._description
 
     def check(self, context: Any, n: int) -> Tensor:
         """``context`` as a tensor on the flow's device, broadcast to ``n`` examples, after

@@ -42,6 +42,10 @@ class VectorContextSpec(StrictModel):
         """Shape of one example's context."""
         return tuple(self.shape)
 
+    def describe(self) -> str:
+        """What a flow with this context takes, for messages."""
+        return f"a float tensor (N, {self.features})"
+
 
 class ClassContextSpec(StrictModel):
     """A class label per example, ``0 .. classes-1``: the flow takes an integer context of shape
@@ -60,6 +64,10 @@ class ClassContextSpec(StrictModel):
     def per_example(self) -> tuple[int, ...]:
         """Shape of one example's context (a scalar label)."""
         return ()
+
+    def describe(self) -> str:
+        """What a flow with this context takes, for messages."""
+        return f"integer class labels (N,) in 0..{self.classes - 1}"
 
 
 def context_tag(value: Any) -> str | None:

@@ -4,6 +4,7 @@ labels, an .npz, table columns), ``sample --context``, one row per class, and th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib.image as plt_image
@@ -58,6 +59,8 @@ def test_train_and_eval_use_the_labels(trained: Path) -> None:
     assert wrong.nll > expected.nll  # the labels carry information the model uses
     text = cli("eval", trained / "model.safetensors").stdout
     assert "given their contexts" in text
+    shown = cli("inspect", trained / "model.safetensors").stdout
+    assert re.search(r"context\s+integer class labels \(N,\) in 0\.\.1\s+4\n", shown), shown
 
 
 def test_sample_at_a_context_and_one_row_per_class(trained: Path, tmp_path: Path) -> None:
