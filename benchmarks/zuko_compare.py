@@ -142,7 +142,7 @@ def test_nll(log_prob: Callable[[torch.Tensor], torch.Tensor], test: torch.Tenso
 
 
 def run_pair(name: str, pair: Pair, steps: int, seed: int) -> dict[str, object]:
-    spec = flowspec.load_spec(pair.spec if isinstance(pair.spec, dict) else pair.spec)
+    spec = flowspec.load_spec(pair.spec)
     data = spec.data.name
     splits = load_splits(data, (2,))
     train, test = torch.from_numpy(splits.train), torch.from_numpy(splits.test)

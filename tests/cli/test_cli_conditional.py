@@ -109,8 +109,8 @@ def test_train_on_table_columns_and_an_npz(tmp_path: Path) -> None:
     table = np.column_stack([points[:, 0], label, points[:, 1]])
     (tmp_path / "t.csv").write_text("\n".join(",".join(map(str, row)) for row in table) + "\n")
     (tmp_path / "cond.yaml").write_text(COND)
-    out = cli("train", tmp_path / "cond.yaml", "--data", tmp_path / "t.csv",
-              "--context-columns", 1, "--out", tmp_path / "csv", "--quiet", "--no-figures")  # fmt: skip
+    out = cli("train", tmp_path / "cond.yaml", "--data", tmp_path / "t.csv", "--context-columns",
+              1, "--out", tmp_path / "csv", "--quiet", "--no-figures")  # fmt: skip
     assert out.returncode == 0, out.stderr
     scored = cli("eval", tmp_path / "csv" / "model.safetensors", "--json")
     assert scored.returncode == 0 and json.loads(scored.stdout)["n"] == 40, scored.stderr
