@@ -63,7 +63,7 @@ def flow_stages(
     return stages
 
 
-N_DENSITY_CONTEXTS = 16  # vector contexts averaged over for the density figure
+N_DENSITY_CONTEXTS = 8  # vector contexts averaged over for the density figure
 
 
 def _log_prob_fn(flow: Flow, context: np.ndarray | None = None) -> Any:
