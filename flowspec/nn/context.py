@@ -27,6 +27,9 @@ from flowspec.nn.base import Reduce, reduced_moments
 
 __all__ = ["ContextEncoder"]
 
+# torch >= 2.3 has torch.compiler.is_compiling; older releases only torch._dynamo's
+_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+
 
 class ContextEncoder(nn.Module):
     """Checks and encodes the context described by a ``context:`` spec.
@@ -81,7 +84,7 @@ class ContextEncoder(nn.Module):
                     f"class context of shape {tuple(labels.shape)} for {n} examples; this flow "
                     f"takes {self.describe()}, or one label for all"
                 )
-            if not torch.compiler.is_compiling() and labels.numel():
+            if not _compiling() and labels.numel():
                 low, high = int(labels.min()), int(labels.max())
                 if low < 0 or high >= self.classes:
                     bad = low if low < 0 else high
