@@ -47,7 +47,7 @@ def test_digit_labels_are_the_images_digits() -> None:
     splits = load_splits("digits")
     index = {img.astype(np.int64).tobytes(): t for img, t in zip(digits.images, digits.target)}
     for image, label in zip(splits.test, splits.contexts[2]):
-        assert index[image[0].tobytes()] == label
+        assert index[image[0].astype(np.int64).tobytes()] == label
 
 
 def test_npz_with_class_labels_and_with_vectors(tmp_path: Path) -> None:
@@ -70,10 +70,10 @@ def test_npz_with_class_labels_and_with_vectors(tmp_path: Path) -> None:
 
 
 def test_bad_npz_files_are_located_errors(tmp_path: Path) -> None:
-    np.savez(tmp_path / "nox.npz", data=np.zeros((20, 2)))
+    np.savez(tmp_path / "nox.npz", points=np.zeros((20, 2)))
     with pytest.raises(DataError) as info:
         load_splits(str(tmp_path / "nox.npz"))
-    assert _code(info) == "data-unreadable" and "no array 'x'" in str(info.value)
+    assert _code(info) == "data-unreadable" and "no member 'x'" in str(info.value)
     np.savez(tmp_path / "short.npz", x=np.zeros((20, 2)), context=np.zeros(19, dtype=int))
     with pytest.raises(DataError) as info:
         load_splits(str(tmp_path / "short.npz"))
