@@ -249,7 +249,8 @@ CODES: dict[str, CodeInfo] = {
             "missing-extra": "a feature needs an optional dependency that is not installed; "
             "the message names the pip extra",
             "export-unsupported": "a layer, conditioner, transform or base that cannot be "
-            "written as Python source (flowspec export -o *.py) yet",
+            "written as Python source (flowspec export -o *.py) yet, or a conditional flow "
+            "(any export format: the exported model takes no context)",
         },
     ),
 }

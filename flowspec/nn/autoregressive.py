@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from flowspec.nn.base import Bijection, zeros_logdet
+from flowspec.nn.emit import Emitted, emit_part, literal
 from flowspec.nn.made import MADE
 from flowspec.nn.transforms import Transform, build_transform
 
@@ -100,6 +101,48 @@ class Autoregressive(Bijection):
 
     def extra_repr(self) -> str:
         return f"direction={self.direction!r}, order={list(self.order)}"
+
+    def emit(self) -> Emitted:
+        made = emit_part(self.made, "the MADE conditioner")
+        transform = emit_part(self.transform, "the autoregressive layer's transform")
+        expr = f"Autoregressive({made.expr}, {transform.expr}, {literal(self.direction)})"
+        return Emitted.of(expr, {"Autoregressive": SOURCE}, (made, transform))
+
+
+SOURCE = '''
+class Autoregressive(nn.Module):
+    """An autoregressive layer on (N, D): v = g(u) with v_i = transform(u_i; params from
+    MADE(u)) takes one pass of the MADE, its inverse D passes (pass r makes the element at
+    position r of the order exact). "maf": forward = g; "iaf": forward = the D-pass inverse."""
+
+    def __init__(self, made: nn.Module, transform, direction: str) -> None:
+        super().__init__()
+        self.made, self.transform, self.direction = made, transform, direction
+        transform.add_parameters(self, (made.features,))
+        positions = torch.tensor(made.degrees) - 1
+        fixed = positions[None, :] <= torch.arange(made.features)[:, None]
+        self.register_buffer("fixed", fixed, persistent=False)
+
+    def _params(self, u: Tensor) -> tuple[Tensor, ...]:
+        return self.made(u).unbind(1)
+
+    def _one(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        v, logabsdet = self.transform.forward(self, u, self._params(u))
+        return v, zeros_logdet(u) if logabsdet is None else logabsdet.sum(dim=1)
+
+    def _solve(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        u = torch.zeros_like(v)
+        for r in range(self.made.features - 1):
+            u = torch.where(self.fixed[r], self.transform.inverse(self, v, self._params(u)), u)
+        u, logabsdet = self.transform.inverse_and_logabsdet(self, v, self._params(u))
+        return u, zeros_logdet(v) if logabsdet is None else logabsdet.sum(dim=1)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self._one(x) if self.direction == "maf" else self._solve(x)
+
+    def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        return (self._solve(y) if self.direction == "maf" else self._one(y))[0]
+'''
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Autoregressive:

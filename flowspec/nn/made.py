@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowspec.layers.autoregressive import hidden_degrees, input_degrees
-from flowspec.nn.nets import ACTIVATIONS
+from flowspec.nn.emit import Emitted, literal
+from flowspec.nn.nets import ACTIVATIONS, ACTIVATIONS_SOURCE
 
 __all__ = ["MADE", "MaskedLinear"]
 
@@ -74,7 +75,7 @@ class MADE(nn.Module):
         super().__init__()
         features = len(order)
         self.features, self.num_params = features, num_params
-        self.order = tuple(order)
+        self.order, self.hidden, self.activation = tuple(order), tuple(hidden), activation
         self.degrees = tuple(input_degrees(order))
         previous = torch.tensor(self.degrees)
         layers: list[nn.Module] = []
@@ -109,3 +110,58 @@ class MADE(nn.Module):
         for layer in self.layers[1:]:
             h = layer(h)
         return h.reshape(x.shape[0], self.num_params, self.features)
+
+    def emit(self) -> Emitted:
+        if self.context is not None:  # conditional flows are refused before their parts
+            raise NotImplementedError("a conditional MADE cannot be written as Python source")
+        args = [literal(self.order), str(self.num_params), literal(self.hidden),
+                literal(self.activation)]  # fmt: skip
+        own = {"ACTIVATIONS": ACTIVATIONS_SOURCE, "MADE": MADE_SOURCE}
+        return Emitted(f"MADE({', '.join(args)})", own)
+
+
+MADE_SOURCE = '''
+class MaskedLinear(nn.Linear):
+    """nn.Linear whose weight is multiplied by a fixed 0/1 mask (out, in)."""
+
+    def __init__(self, mask: Tensor) -> None:
+        super().__init__(mask.shape[1], mask.shape[0])
+        self.register_buffer("mask", mask.to(self.weight.dtype), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+
+class MADE(nn.Module):
+    """Masked MLP (N, D) -> (N, P, D): the P outputs of element i depend only on the elements
+    before i in the order. Element j has degree (its position in the order) + 1; hidden units
+    cycle through degrees 1..D-1 and see inputs of degree <= theirs; the outputs of element i
+    see hidden units of degree < degrees[i]."""
+
+    def __init__(self, order, num_params: int, hidden, activation: str) -> None:
+        super().__init__()
+        features = len(order)
+        self.features, self.num_params = features, num_params
+        degrees = [0] * features
+        for position, element in enumerate(order):
+            degrees[element] = position + 1
+        self.degrees = tuple(degrees)
+        span = max(features - 1, 1)
+        previous = torch.tensor(self.degrees)
+        layers: list[nn.Module] = []
+        for width in hidden:
+            current = torch.tensor([1 + unit % span for unit in range(width)])
+            layers += [
+                MaskedLinear(current[:, None] >= previous[None, :]),
+                ACTIVATIONS[activation](),
+            ]
+            previous = current
+        outputs = torch.tensor(self.degrees).repeat(num_params)  # unit p * D + i: element i
+        self.layers = nn.ModuleList([*layers, MaskedLinear(outputs[:, None] > previous[None, :])])
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.layers[0](x)
+        for layer in self.layers[1:]:
+            h = layer(h)
+        return h.reshape(x.shape[0], self.num_params, self.features)
+'''

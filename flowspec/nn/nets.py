@@ -26,7 +26,16 @@ from torch import Tensor, nn
 from flowspec.layers.nets import GlowConvSpec, MLPSpec, ResNetSpec
 from flowspec.nn.emit import Emitted, literal
 
-__all__ = ["ACTIVATIONS", "NETS", "GlowConvNet", "MLPNet", "ResNet", "build_net", "with_context"]
+__all__ = [
+    "ACTIVATIONS",
+    "ACTIVATIONS_SOURCE",
+    "NETS",
+    "GlowConvNet",
+    "MLPNet",
+    "ResNet",
+    "build_net",
+    "with_context",
+]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -103,7 +112,8 @@ class MLPNet(nn.Module):
     def emit(self) -> Emitted:
         args = [literal(self.sizes), literal(self.activation), str(self.n_out), str(self.separate),
                 literal(self.out_shape)]  # fmt: skip
-        return Emitted(f"MLPNet({', '.join(args)})", {"MLPNet": MLP_SOURCE})
+        own = {"ACTIVATIONS": ACTIVATIONS_SOURCE, "MLPNet": MLP_SOURCE}
+        return Emitted(f"MLPNet({', '.join(args)})", own)
 
 
 class GlowConvNet(nn.Module):
@@ -193,7 +203,7 @@ class ResNet(nn.Module):
 NETS: dict[str, type[nn.Module]] = {"mlp": MLPNet, "glow_conv": GlowConvNet, "resnet": ResNet}
 
 
-MLP_SOURCE = '''
+ACTIVATIONS_SOURCE = """
 ACTIVATIONS = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -202,8 +212,9 @@ ACTIVATIONS = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
 }
+"""
 
-
+MLP_SOURCE = '''
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from flowspec.nn.emit import Emitted, literal
 from flowspec.nn.spline import check_settings, rq_spline, spline_params
+from flowspec.nn.spline_source import SPLINE_SOURCE
 
 __all__ = [
     "LOG_SCALES",
@@ -152,7 +153,7 @@ class Spline(Transform):
     ) -> None:
         check_settings(bins, bound, min_bin_width, min_bin_height, min_derivative)
         self.n_params = spline_params(bins)
-        self.bound = float(bound)
+        self.bins, self.bound = bins, float(bound)
         self.minima = {
             "min_bin_width": min_bin_width,
             "min_bin_height": min_bin_height,
@@ -174,6 +175,11 @@ class Spline(Transform):
         self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]
     ) -> tuple[Tensor, Tensor | None]:
         return self._apply(y, params, inverse=True)
+
+    def emit(self) -> Emitted:
+        floats = (literal(float(v)) for v in (self.bound, *self.minima.values()))
+        expr = f"Spline({', '.join([literal(self.bins), *floats])})"
+        return Emitted(expr, {"Spline": SPLINE_SOURCE})
 
 
 def _spline(spec: Any) -> Spline:
@@ -203,6 +209,9 @@ class Additive:
 
     def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
         return y - params[0]
+
+    def inverse_and_logabsdet(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]):
+        return y - params[0], None
 '''
 
 AFFINE_SOURCE = (
@@ -240,6 +249,10 @@ class Affine:
 
     def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
         return (y - params[0]) * torch.exp(-self.bound(layer, params[1]))
+
+    def inverse_and_logabsdet(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]):
+        s = self.bound(layer, params[1])
+        return (y - params[0]) * torch.exp(-s), -s
 '''
 )
 
