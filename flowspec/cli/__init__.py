@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def leave_without_teardown(status: int) -> None:
+    """Exit now, skipping the interpreter's teardown: after a peer of a torchrun job died, the
+    process group's transport threads abort the process (SIGABRT, "terminate called without an
+    active exception") when they are destroyed, which would replace the documented status."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -120,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(format_error(exc), file=sys.stderr)
+        if "rank-lost" in exc.codes:
+            leave_without_teardown(1)
         return 1
     except UsageError as exc:
         print(f"flowspec {args.command}: error: {exc}", file=sys.stderr)
