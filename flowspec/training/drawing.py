@@ -277,6 +277,7 @@ def plot_density_2d(
         data: Optional points (K, 2) drawn on top as small dots.
         log_range: The log-density panel spans ``log_range`` nats below its maximum (lower
             values are drawn at that floor); 0 draws the linear panel alone.
+        title: The linear panel's title.
     """
     (x0, x1), (y0, y1) = bounds
     xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
@@ -284,7 +285,7 @@ def plot_density_2d(
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     log_p = np.asarray(log_prob_fn(grid), dtype=np.float64).reshape(resolution, resolution)
     log_p = np.where(np.isfinite(log_p), log_p, -np.inf)
-    panels = [("Model density", np.exp(log_p), "density")]
+    panels = [(title, np.exp(log_p), "density")]
     if log_range > 0:
         top = float(np.max(log_p)) if np.isfinite(log_p).any() else 0.0
         floor = top - log_range
@@ -294,7 +295,7 @@ def plot_density_2d(
         )  # fmt: skip
     height = 5 * (y1 - y0) / (x1 - x0) + 0.6
     fig, axes = _figure(1, len(panels), (5.6 * len(panels), height))
-    for ax, (title, values, label) in zip(axes.flat, panels):
+    for ax, (heading, values, label) in zip(axes.flat, panels):
         mesh = ax.pcolormesh(gx, gy, values, cmap="viridis", shading="auto")
         fig.colorbar(mesh, ax=ax, label=label, shrink=0.85)
         if data is not None:
@@ -303,18 +304,6 @@ def plot_density_2d(
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_aspect("equal")
-        ax.set_title(title)
+        ax.set_title(heading)
     fig.tight_layout()
-    density = np.exp(np.where(np.isfinite(log_p), log_p, -np.inf))
-    fig, axes = _figure(1, 1, (6, 6 * (y1 - y0) / (x1 - x0) + 0.5))
-    ax = axes[0, 0]
-    mesh = ax.pcolormesh(gx, gy, density, cmap="viridis", shading="auto")
-    fig.colorbar(mesh, ax=ax, label="density")
-    if data is not None:
-        pts = np.asarray(data, dtype=np.float64).reshape(-1, 2)
-        ax.scatter(pts[:, 0], pts[:, 1], s=1, color="white", alpha=0.3, linewidths=0)
-    ax.set_xlim(x0, x1)
-    ax.set_ylim(y0, y1)
-    ax.set_aspect("equal")
-    ax.set_title(title)
     return _save(fig, path)
