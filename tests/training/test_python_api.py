@@ -101,13 +101,13 @@ def test_tensorboard_missing_names_the_extra(
 
 
 SPEED = """
-import json, statistics, sys, time
+import json, sys
 import flowspec
 from flowspec.cli import main
 from flowspec.spec.training import TrainSpec
 spec, out, steps = sys.argv[1], sys.argv[2], 60
 python, command = [], []
-for r in range(3):
+for r in range(5):
     res = flowspec.train(spec, config=TrainSpec(steps=steps, val_every=steps), progress=False,
                          out_dir=f"{out}/py{r}", figures=False)
     python.append(res.seconds / steps)
@@ -115,13 +115,14 @@ for r in range(3):
           "--no-figures", "--out", f"{out}/cli{r}"])
     rows = open(f"{out}/cli{r}/metrics.jsonl").read().splitlines()
     command.append(json.loads(rows[-1])["seconds"] / steps)
-print(json.dumps({"python": statistics.median(python), "cli": statistics.median(command)}))
+print(json.dumps({"python": min(python), "cli": min(command)}))
 """
 
 
 def test_python_training_is_as_fast_as_the_command(tmp_path: Path) -> None:
     """One process, both paths interleaved, torch's default thread setup (no OMP_* variables):
-    the Python path must use the spec's threads and the command's thread policy too."""
+    the Python path must use the spec's threads and the command's thread policy too. The best
+    of five interleaved runs each: other jobs on a shared machine only ever add time."""
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("OMP_", "MKL_"))}
     out = subprocess.run([sys.executable, "-c", SPEED, str(MOONS), str(tmp_path)], env=env,
                          capture_output=True, text=True, cwd=ROOT, timeout=600)  # fmt: skip
