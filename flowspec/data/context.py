@@ -52,7 +52,7 @@ def check_context(context: np.ndarray, spec: Any, where: str) -> np.ndarray:
             raise fail(
                 "context-range",
                 f"{where}: {bad.size} label(s) are not whole numbers in 0..{classes - 1} "
-                f"(first: {arr[bad[0]]!r} at example {bad[0]})",
+                f"(first: {arr[bad[0]].item()!r} at example {bad[0]})",
                 f"the spec's context has {classes} classes; fix the labels or 'classes:'",
             )
         return arr.astype(np.int64)

@@ -118,6 +118,7 @@ def test_contexts_that_do_not_fit_the_spec(context: np.ndarray, spec: object, co
     with pytest.raises(DataError) as info:
         check_context(context, spec, "data 'x'")
     assert _code(info) == code
+    assert "np." not in str(info.value)  # values as the user wrote them, not numpy reprs
 
 
 def test_conditional_flows_need_data_with_a_context(tmp_path: Path) -> None:
