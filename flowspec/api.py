@@ -10,6 +10,7 @@ them. The stage functions themselves (``parse_spec``, ``flowspec.graph.build_gra
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -77,7 +78,7 @@ def build_graph(spec: SpecLike) -> FlowGraph:
     return build_checked_graph(load_spec(spec))
 
 
-def compile(spec: SpecLike, seed: int | None = None) -> Flow:
+def compile(spec: SpecLike, seed: int | None = None, passes: Sequence[str] | None = None) -> Flow:
     """Spec -> checked graph -> :class:`Flow` whose initial weights come from ``seed`` (default:
     the spec's ``seed``), never from torch's global random state.
 
@@ -87,6 +88,10 @@ def compile(spec: SpecLike, seed: int | None = None) -> Flow:
     weights and the caller's random state is left untouched. When torch's global seed was set
     (to something other than the seed used) and neither ``seed`` nor the spec's ``seed:`` is
     given, a warning says so.
+    ``passes`` names the optimisation passes to apply (default: the spec's
+    ``train: {passes:}``, else :data:`flowspec.spec.passes.DEFAULT_PASSES`; ``()`` switches
+    them off); they change how steps compute, never the function, the parameters or the
+    weights file.
 
     Example:
         >>> import torch
@@ -108,7 +113,7 @@ def compile(spec: SpecLike, seed: int | None = None) -> Flow:
         _warn_if_global_seed(used)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(used)
-        return compile_graph(graph)
+        return compile_graph(graph, passes)
 
 
 def _warn_if_global_seed(used: int) -> None:

@@ -240,6 +240,8 @@ CODES: dict[str, CodeInfo] = {
             "of a torchrun job",
             "rank-lost": "another process of a torchrun job died (killed, crashed); the job stops",
             "precision-unsupported": "precision bf16 on a GPU without bfloat16 support",
+            "memory-exceeded": "a training step's estimated memory exceeds the device's free "
+            "memory",
         },
     ),
     **_table(

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,9 +250,9 @@ def looks_like_spec(path: Path) -> bool:
     return any(line.startswith("flowspec:") for line in text.splitlines())
 
 
-def flow_from_file(weights: WeightsFile) -> Flow:
+def flow_from_file(weights: WeightsFile, passes: Sequence[str] | None = None) -> Flow:
     """Build the flow a weights file describes and load its tensors into it, in the dtype the
-    tensors were saved in.
+    tensors were saved in. ``passes``: as in :func:`flowspec.compile` (default: all).
 
     Raises:
         WeightsError: ``weights-spec`` (the embedded spec does not validate or build) or
@@ -262,7 +262,7 @@ def flow_from_file(weights: WeightsFile) -> Flow:
 
     graph = graph_from_file(weights)
     try:
-        flow = compile_spec(graph.spec)
+        flow = compile_spec(graph.spec, passes=passes)
     except FlowspecError as exc:
         raise _invalid_spec(weights, exc) from None
     state = weights.state
@@ -299,15 +299,17 @@ def _invalid_spec(weights: WeightsFile, exc: FlowspecError) -> WeightsError:
     )
 
 
-def load(path: str | Path, verify: bool = True) -> Flow:
+def load(path: str | Path, verify: bool = True, passes: Sequence[str] | None = None) -> Flow:
     """Rebuild the flow stored in ``path``: the spec from its metadata, then its weights, in the
     dtype they were saved in, in eval mode (as a model is used; ``train()`` it to train). The
-    file is read once and checked (``verify=False`` skips the tensors' checksum).
+    file is read once and checked (``verify=False`` skips the tensors' checksum). ``passes``:
+    the optimisation passes, as in :func:`flowspec.compile` (default: the file's spec's;
+    ``()`` computes exactly as flowspec 0.1 did).
 
     Raises:
         WeightsError: the file is missing, damaged or holds an invalid spec or state.
     """
-    return flow_from_file(read_weights(path, verify=verify))
+    return flow_from_file(read_weights(path, verify=verify), passes)
 
 
 def _diag(code: str, message: str, hint: str | None = None) -> Diagnostic:

@@ -31,6 +31,9 @@ OVERRIDES = {
     "threads": "threads",
     "workers": "workers",
     "precision": "precision",
+    "memory": "memory",
+    "compile": "compile",
+    "passes": "passes",
 }
 EXIT_INTERRUPTED = 130
 
@@ -74,6 +77,23 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="torch CPU threads (1 is fastest for small flows)",
     )
     p.add_argument(
+        "--memory",
+        choices=("plain", "invertible"),
+        help="invertible: keep no activations, rebuild them in backward (train.memory)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_const",
+        const=True,
+        help="torch.compile each distinct repeated block once (train.compile)",
+    )
+    p.add_argument(
+        "--passes",
+        type=pass_list,
+        metavar="NAMES",
+        help="optimisation passes, comma-separated, or 'none' (train.passes)",
+    )
+    p.add_argument(
         "--stop-after",
         type=positive_int,
         metavar="STEP",
@@ -101,6 +121,19 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="also log to DIR/tensorboard (needs the tensorboard package)",
     )
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+
+def pass_list(text: str) -> tuple[str, ...]:
+    """argparse type: ``none`` or comma-separated pass names."""
+    from flowspec.spec.passes import PASS_SUMMARIES
+
+    names = () if text == "none" else tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in PASS_SUMMARIES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown pass {unknown[0]!r}; known: {', '.join(PASS_SUMMARIES)} (or none)"
+        )
+    return names
 
 
 def _config(args: argparse.Namespace, spec: Any) -> Any:

@@ -32,8 +32,9 @@ from flowspec.layers.base import (
     Shape,
     StrictModel,
 )
+from flowspec.layers.cost import ACTIVATION_SAVES, CostContext, OpCost, Saved, linear, prefixed
 from flowspec.layers.nets import Activation
-from flowspec.layers.transforms import AffineSpec, TransformSpec, check_transform
+from flowspec.layers.transforms import TRANSFORMS, AffineSpec, TransformSpec, check_transform
 
 __all__ = [
     "OP",
@@ -200,6 +201,44 @@ def _passes(params: Mapping[str, Any]) -> tuple[int, int]:
     return (1, n) if params.get("direction", "maf") == "maf" else (n, 1)
 
 
+def autoregressive_cost(spec: AutoregressiveSpec, ctx: CostContext) -> OpCost:
+    """The MADE (masked linear layers ``made.layers.0, .2, ...``; the context's unmasked map
+    ``made.context`` into the first layer) and the transform, once per pass: one pass in the
+    one-pass direction, D in the other (MAF's forward is one pass, IAF's is D). Each pass's
+    first layer keeps its input (the op's input in a one-pass forward, the pass's partial
+    solution otherwise) and the context's map keeps the features."""
+    d = ctx.in_shape[0]
+    transform = TRANSFORMS[spec.transform.type]
+    p = transform.n_params(spec.transform)
+    hidden = list(ctx.params["hidden"])
+    sizes = [d, *hidden, p * d]
+    tensors: list[Any] = []
+    flops = 0
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layer, f = linear(f"layers.{2 * i}", a, b)
+        tensors += layer
+        flops += f
+    context = ctx.params.get("context", 0)
+    if context:
+        weight, f = linear("context", context, sizes[1])
+        tensors.append(weight[0])  # no bias
+        flops += f
+    passes = 1 if ctx.params.get("direction", "maf") == "maf" else d
+    moved = transform.cost(spec.transform, (d,))
+    activations = sum(ACTIVATION_SAVES[spec.net.activation] * h for h in hidden)
+    saved = [Saved(d, "input" if passes == 1 else "new")]
+    saved += [Saved(activations), Saved(moved.saved)]
+    saved += [Saved(d, "input")] if moved.saves_input else []
+    saved += [Saved(context, "features")] if context else []
+    per_pass = [s for s in saved if s.elements]
+    extra = [Saved(s.elements) for s in per_pass if s.storage == "new"] * (passes - 1)
+    return OpCost(
+        prefixed("made", tuple(tensors)) + moved.tensors,
+        flops=flops * passes,
+        saved=tuple(per_pass + extra),
+    )
+
+
 OP = OpDef(
     kind="autoregressive",
     spec=AutoregressiveSpec,
@@ -210,4 +249,5 @@ OP = OpDef(
     ranks=(1,),
     codes=("order-invalid", "spline-minimum"),
     passes=_passes,
+    cost=autoregressive_cost,
 )

@@ -142,6 +142,7 @@ class OpDef:
     (``dequantize`` 0, then ``logit`` 1). ``passes`` gives, for an op with params, how many
     sequential passes of its network each direction takes (forward, inverse); None for the
     one-pass ops.
+    ``cost`` is its cost rule (:mod:`flowspec.layers.cost`: tensors, FLOPs, what training saves).
     """
 
     kind: str
@@ -155,6 +156,7 @@ class OpDef:
     codes: tuple[str, ...] = ()
     order: int = 0
     passes: Callable[[Mapping[str, Any]], tuple[int, int]] | None = None
+    cost: Callable[[Any, Any], Any] | None = None  # (spec, CostContext) -> OpCost
 
     @property
     def module_name(self) -> str:

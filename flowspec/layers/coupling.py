@@ -31,9 +31,11 @@ from flowspec.layers.base import (
     numel,
 )
 from flowspec.layers.bits import or_reduce, window_or
+from flowspec.layers.cost import CostContext, OpCost, Saved, prefixed
 from flowspec.layers.masks import MASKS, Mask, MaskName, is_channel_mask, resolve_mask
 from flowspec.layers.nets import NETS, MLPSpec, NetSpec
 from flowspec.layers.transforms import (
+    TRANSFORMS,
     AdditiveSpec,
     AffineSpec,
     LogScale,
@@ -49,6 +51,7 @@ __all__ = [
     "AffineCouplingSpec",
     "CouplingFields",
     "CouplingSpec",
+    "coupling_cost",
     "coupling_mix",
     "infer_coupling",
 ]
@@ -204,6 +207,43 @@ def _with(rows: Deps, context: Deps | None) -> Deps:
     return rows if context is None else rows | context
 
 
+def coupling_cost(spec: CouplingFields, ctx: CostContext) -> OpCost:
+    """The conditioner's and the transform's costs on the elements they see. The network's
+    input is the op's input (``half``, kept channels first), a reordered copy (``half``,
+    other masks) or ``b * x`` (``masked``); the transform keeps its ``x``, the same storage."""
+    shape, mask = ctx.in_shape, ctx.params["mask"]
+    d = numel(shape)
+    transform = TRANSFORMS[spec.transform_spec.type]
+    if spec.net_input == "half":
+        per = numel(shape[1:])
+        kept = [i for i in range(shape[0]) if mask[i * per]]
+        moved = [i for i in range(shape[0]) if not mask[i * per]]
+        source = "input" if kept + moved == list(range(shape[0])) else "reordered"
+        net_in, net_out = (len(kept), *shape[1:]), (len(moved), *shape[1:])
+    else:
+        source, net_in, net_out = "input", shape, shape
+    n_out = transform.n_params(spec.transform_spec)
+    context = ctx.params.get("context", 0)  # features appended as inputs (channels) of the net
+    net_in = (net_in[0] + context, *net_in[1:])
+    net = NETS[spec.net.type].cost(spec.net, net_in, net_out, n_out)
+    moved_cost = transform.cost(spec.transform_spec, net_out)
+    net_source = Saved(d, "masked" if spec.net_input == "masked" else source)
+    if context:  # the net reads a new concatenation of its input and the features
+        net_source = Saved(numel(net_in), "with_context")
+    flops = net.flops
+    if "kept_inputs" in ctx.passes and spec.net_input == "masked" and spec.net.type == "mlp":
+        kept = sum(mask) + context  # the first layer reads the kept coordinates only
+        flops = NETS["mlp"].cost(spec.net, (kept,), net_out, n_out).flops
+        net_source = Saved(kept, "kept")
+    saved = [net_source, Saved(net.hidden)]
+    saved += [Saved(moved_cost.saved)] + ([Saved(d, source)] if moved_cost.saves_input else [])
+    return OpCost(
+        prefixed("net", net.tensors) + moved_cost.tensors,
+        flops=flops,
+        saved=tuple(s for s in saved if s.elements),
+    )
+
+
 def _describe(mask: str | tuple[int, ...]) -> str:
     return f"'{mask}'" if isinstance(mask, str) else str(list(mask))
 
@@ -235,6 +275,7 @@ def _coupling_op(kind: str, spec: type[CouplingFields], summary: str) -> OpDef:
             "net-input",
             "spline-minimum",
         ),
+        cost=coupling_cost,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from flowspec.layers.base import OpDef, StrictModel, same_shape
+from flowspec.layers.cost import CostContext, OpCost
 
 __all__ = ["OP", "DequantizeSpec"]
 
@@ -24,10 +25,15 @@ class DequantizeSpec(StrictModel):
     levels: Annotated[int, Field(ge=2, le=65536)] = 256
 
 
+def _cost(spec: DequantizeSpec, ctx: CostContext) -> OpCost:
+    return OpCost()
+
+
 OP = OpDef(
     kind="dequantize",
     spec=DequantizeSpec,
     infer=same_shape,
     role="preprocess",
     summary="uniform dequantisation of integer data to [0, 1), log-det -D log(levels)",
+    cost=_cost,
 )

@@ -9,12 +9,14 @@ is a learned invertible D x D linear map.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import prod
 from typing import Any, Literal
 
 import numpy as np
 
 from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Shape, StrictModel
 from flowspec.layers.bits import or_reduce
+from flowspec.layers.cost import CostContext, OpCost, Saved, TensorInfo
 
 __all__ = ["OP", "InvConvSpec"]
 
@@ -36,6 +38,28 @@ def _mix(
     return (np.broadcast_to(merged, (in_shape[0], *merged.shape)).reshape(deps.shape),)
 
 
+def _cost(spec: InvConvSpec, ctx: CostContext) -> OpCost:
+    """A 1x1 convolution (a product for vectors) keeping its input; LU builds ``W = P L U``
+    with two C x C products per batch."""
+    c, positions = ctx.in_shape[0], prod(ctx.in_shape[1:])
+    if spec.lu:
+        tensors = (
+            TensorInfo("p", (c, c), param=False),
+            TensorInfo("sign", (c,), param=False),
+            TensorInfo("lower", (c, c)),
+            TensorInfo("upper", (c, c)),
+            TensorInfo("log_s", (c,)),
+        )
+    else:
+        tensors = (TensorInfo("weight", (c, c)),)
+    return OpCost(
+        tensors,
+        flops=2 * c * c * positions,
+        flops_batch=4 * c**3 if spec.lu else 0,
+        saved=(Saved(c * positions, "input"),),
+    )
+
+
 OP = OpDef(
     kind="invconv",
     spec=InvConvSpec,
@@ -43,4 +67,5 @@ OP = OpDef(
     role="mixing",
     summary="invertible 1x1 convolution (Glow), plain or LU-parameterised",
     mix=_mix,
+    cost=_cost,
 )

@@ -7,11 +7,13 @@ sum(log(1 - 2 alpha) - log p - log(1 - p)). It belongs in ``preprocess``, after 
 
 from __future__ import annotations
 
+from math import prod
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from flowspec.layers.base import OpDef, StrictModel, same_shape
+from flowspec.layers.cost import CostContext, OpCost, Saved
 
 __all__ = ["OP", "LogitSpec"]
 
@@ -21,6 +23,12 @@ class LogitSpec(StrictModel):
     alpha: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
 
 
+def _cost(spec: LogitSpec, ctx: CostContext) -> OpCost:
+    """``log p`` and ``log(1 - p)`` keep ``p`` and ``-p`` when the input needs a gradient."""
+    d = prod(ctx.in_shape)
+    return OpCost(saved=(Saved(d, "p"), Saved(d, "minus_p")) if ctx.grad_in else ())
+
+
 OP = OpDef(
     kind="logit",
     spec=LogitSpec,
@@ -28,4 +36,5 @@ OP = OpDef(
     role="preprocess",
     summary="logit transform with RealNVP's alpha, [0, 1] -> R",
     order=1,
+    cost=_cost,
 )

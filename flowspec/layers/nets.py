@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import prod
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
 from flowspec.layers.base import PositiveInt, SpecRow, StrictModel
+from flowspec.layers.cost import ACTIVATION_SAVES, NetCost, TensorInfo, conv, linear, prefixed
 
 __all__ = ["NETS", "Activation", "GlowConvSpec", "MLPSpec", "NetDef", "NetSpec", "ResNetSpec"]
 
@@ -55,22 +57,90 @@ class ResNetSpec(StrictModel):
     zero_init: bool = True
 
 
+Shape = tuple[int, ...]
+
+
+def _mlp_layers(
+    prefix: str, sizes: list[int], activation: str
+) -> tuple[list[TensorInfo], int, int]:
+    """``Linear`` layers at indices 0, 2, 4, ... of an ``nn.Sequential`` with activations
+    between: tensors, FLOPs and saved elements per example (beyond the input)."""
+    tensors: list[TensorInfo] = []
+    flops = 0
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layer, f = linear(f"{prefix}.{2 * i}", a, b)
+        tensors += layer
+        flops += f
+    saved = sum(ACTIVATION_SAVES[activation] * h for h in sizes[1:-1])
+    return tensors, flops, saved
+
+
+def _mlp_cost(spec: MLPSpec, in_shape: Shape, out_shape: Shape, n_out: int) -> NetCost:
+    d_in, d_out = prod(in_shape), prod(out_shape)
+    if spec.towers == "separate":
+        parts = [
+            _mlp_layers(f"towers.{k}", [d_in, *spec.hidden, d_out], spec.activation)
+            for k in range(n_out)
+        ]
+    else:
+        parts = [_mlp_layers("trunk", [d_in, *spec.hidden, n_out * d_out], spec.activation)]
+    tensors = tuple(t for part in parts for t in part[0])
+    return NetCost(tensors, sum(p[1] for p in parts), sum(p[2] for p in parts))
+
+
+def _glow_cost(spec: GlowConvSpec, in_shape: Shape, out_shape: Shape, n_out: int) -> NetCost:
+    """conv3x3 - ReLU - conv1x1 - ReLU - conv3x3: each ReLU keeps its output."""
+    ch, positions = spec.channels, prod(in_shape[1:])
+    a, fa = conv("layers.0", in_shape[0], ch, 3, positions)
+    b, fb = conv("layers.2", ch, ch, 1, positions)
+    c, fc = conv("layers.4", ch, n_out * out_shape[0], 3, positions)
+    return NetCost(a + b + c, fa + fb + fc, 2 * ch * positions)
+
+
+def _resnet_cost(spec: ResNetSpec, in_shape: Shape, out_shape: Shape, n_out: int) -> NetCost:
+    """conv in, residual blocks (norm - ReLU - conv3x3, twice), ReLU, conv out. Per block a
+    batch norm keeps its input and a ReLU its output, twice; the last ReLU its output."""
+    ch, positions = spec.channels, prod(in_shape[1:])
+    tensors, flops = conv("layers.0", in_shape[0], ch, 3, positions)
+    for block in range(1, spec.blocks + 1):
+        for norm, conv_index in ((0, 2), (3, 5)):
+            if spec.norm == "batch":
+                tensors += prefixed(f"layers.{block}.body.{norm}", _batch_norm(ch))
+            layer, f = conv(f"layers.{block}.body.{conv_index}", ch, ch, 3, positions)
+            tensors, flops = tensors + layer, flops + f
+    layer, f = conv(f"layers.{spec.blocks + 2}", ch, n_out * out_shape[0], 3, positions)
+    per_block = 4 if spec.norm == "batch" else 2
+    return NetCost(tensors + layer, flops + f, (per_block * spec.blocks + 1) * ch * positions)
+
+
+def _batch_norm(channels: int) -> tuple[TensorInfo, ...]:
+    return (
+        TensorInfo("weight", (channels,)),
+        TensorInfo("bias", (channels,)),
+        TensorInfo("running_mean", (channels,), param=False),
+        TensorInfo("running_var", (channels,), param=False),
+        TensorInfo("num_batches_tracked", (), "int64", param=False),
+    )
+
+
 @dataclass(frozen=True)
 class NetDef(SpecRow):
-    """One conditioner type: its spec model, the input rank it takes and its receptive field."""
+    """One conditioner type: its spec model, the input rank it takes, its receptive field and
+    its cost rule ``(spec, in_shape, out_shape, n_out) -> NetCost``."""
 
     rank: int
     radius: Callable[[Any], int | None]
+    cost: Callable[[Any, Shape, Shape, int], NetCost]
 
 
 NETS: dict[str, NetDef] = {
     d.type: d
     for d in (
-        NetDef(MLPSpec, 1, lambda net: None),
+        NetDef(MLPSpec, 1, lambda net: None, _mlp_cost),
         # conv3x3, conv1x1, conv3x3: an output sees 2 pixels away
-        NetDef(GlowConvSpec, 3, lambda net: 2),
+        NetDef(GlowConvSpec, 3, lambda net: 2, _glow_cost),
         # conv3x3 in, two conv3x3 per residual block, conv3x3 out
-        NetDef(ResNetSpec, 3, lambda net: 2 + 2 * net.blocks),
+        NetDef(ResNetSpec, 3, lambda net: 2 + 2 * net.blocks, _resnet_cost),
     )
 }
 NetSpec = Annotated[Union[tuple(d.spec for d in NETS.values())], Field(discriminator="type")]  # type: ignore[valid-type]

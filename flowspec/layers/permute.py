@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Seed, Shape, StrictModel
+from flowspec.layers.cost import CostContext, OpCost, TensorInfo
 
 __all__ = ["OP", "PermuteSpec", "permutation_mix"]
 
@@ -41,6 +42,18 @@ def permutation_mix(
     return (deps.reshape(in_shape[0], -1, deps.shape[1])[perm].reshape(deps.shape),)
 
 
+def _cost(spec: PermuteSpec, ctx: CostContext) -> OpCost:
+    """Both index vectors are saved in the weights file; an index gather saves nothing per
+    example."""
+    c = ctx.in_shape[0]
+    return OpCost(
+        (
+            TensorInfo("perm", (c,), "int64", param=False),
+            TensorInfo("inverse_perm", (c,), "int64", param=False),
+        )
+    )
+
+
 OP = OpDef(
     kind="permute",
     spec=PermuteSpec,
@@ -48,4 +61,5 @@ OP = OpDef(
     role="mixing",
     summary="fixed permutation of features (vectors) or channels (images)",
     mix=permutation_mix,
+    cost=_cost,
 )

@@ -10,10 +10,12 @@ same model as a conditional Gaussian prior on h.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import prod
 from typing import Any, Literal
 
 from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Problem, Shape, StrictModel
 from flowspec.layers.bits import or_reduce, window_or
+from flowspec.layers.cost import CostContext, OpCost, Saved, conv, linear
 
 __all__ = ["OP", "PRIOR_RADIUS", "SplitSpec"]
 
@@ -72,6 +74,28 @@ def _infer_with_prior(spec: SplitSpec, ctx: InferContext) -> Inferred:
     return Inferred(inferred.out_shapes, params, inferred.problems)
 
 
+def _cost(spec: SplitSpec, ctx: CostContext) -> OpCost:
+    """Both halves are views of the input. A learned prior's conv (linear map) keeps the input
+    it slices the kept half from, the clamp of the log-std the conv's output, and the
+    standardisation ``h - mean`` and ``exp(-log_std)``."""
+    if spec.prior != "learned":
+        return OpCost(output_is_input=(0, 1))
+    c, positions = ctx.in_shape[0], prod(ctx.in_shape[1:])
+    half = c // 2
+    context = ctx.params.get("context", 0)  # features as extra input channels of the prior
+    if len(ctx.in_shape) == 3:
+        tensors, flops = conv("prior", half + context, 2 * half, 3, positions)
+    else:
+        tensors, flops = linear("prior", half + context, 2 * half)
+    n = half * positions
+    # the conv's input (a new concatenation with the features, if any); the clamp of the
+    # log-std keeps the conv's output (mean and log-std); the standardisation keeps h - mean
+    # and exp(-log_std)
+    source = Saved((half + context) * positions) if context else Saved(c * positions, "input")
+    saved = (source, Saved(2 * n), Saved(n), Saved(n))
+    return OpCost(tensors, flops, saved=saved, output_is_input=(0,))
+
+
 OP = OpDef(
     kind="split",
     spec=SplitSpec,
@@ -80,4 +104,5 @@ OP = OpDef(
     summary="factor out half the channels as a latent (multiscale), optional learned prior",
     codes=("split-odd",),
     mix=_mix,
+    cost=_cost,
 )

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from flowspec.layers.base import Deps, InferContext, Inferred, OpDef, Problem, Shape, StrictModel
+from flowspec.layers.cost import CostContext, OpCost
 
 __all__ = ["OP", "SqueezeSpec", "squeeze_source"]
 
@@ -56,6 +57,10 @@ def _mix(
     return (blocks.transpose(0, 2, 4, 1, 3, 5).reshape(deps.shape),)
 
 
+def _cost(spec: SqueezeSpec, ctx: CostContext) -> OpCost:
+    return OpCost()
+
+
 OP = OpDef(
     kind="squeeze",
     spec=SqueezeSpec,
@@ -65,4 +70,5 @@ OP = OpDef(
     codes=("squeeze-odd",),
     mix=_mix,
     ranks=(3,),
+    cost=_cost,
 )

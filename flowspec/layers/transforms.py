@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import prod
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
 from flowspec.layers.base import PositiveInt, Problem, SpecRow, StrictModel
+from flowspec.layers.cost import TensorInfo
 
 __all__ = [
     "TRANSFORMS",
@@ -23,6 +25,7 @@ __all__ = [
     "AffineSpec",
     "LogScale",
     "SplineSpec",
+    "TransformCost",
     "TransformDef",
     "TransformSpec",
     "check_transform",
@@ -82,22 +85,71 @@ def _check_spline(spec: SplineSpec) -> list[Problem]:
 
 
 @dataclass(frozen=True)
+class TransformCost:
+    """What a transform of ``m`` elements adds to its coupling: learned tensors, elements per
+    example it saves besides its input, and whether it saves its input ``x``."""
+
+    tensors: tuple[TensorInfo, ...] = ()
+    saved: int = 0
+    saves_input: bool = False
+
+
+def _additive_cost(spec: AdditiveSpec, shape: tuple[int, ...]) -> TransformCost:
+    """``x + t`` keeps nothing."""
+    return TransformCost()
+
+
+# Saved elements per transformed element of each log-scale bound: tanh keeps its output;
+# log-sigmoid its input and a buffer, and its floor (a clamp) its output; then exp(s) keeps
+# its output.
+LOG_SCALE_SAVES = {"tanh": 1, "scaled_tanh": 1, "sigmoid": 3, "none": 0}
+
+
+def _affine_cost(spec: AffineSpec, shape: tuple[int, ...]) -> TransformCost:
+    """``x * exp(s) + t``: the bound, ``exp(s)`` and ``x`` are kept for backward."""
+    m = prod(shape)
+    tensors = (TensorInfo("scale", (1, *shape)),) if spec.log_scale == "scaled_tanh" else ()
+    return TransformCost(tensors, (LOG_SCALE_SAVES[spec.log_scale] + 1) * m, True)
+
+
+# Elements per transformed element a spline keeps for backward: (per bin, constant).
+SPLINE_SAVES = (0, 0)
+
+
+def _spline_cost(spec: SplineSpec, shape: tuple[int, ...]) -> TransformCost:
+    """See :data:`SPLINE_SAVES`."""
+    m = prod(shape)
+    return TransformCost((), (SPLINE_SAVES[0] * spec.bins + SPLINE_SAVES[1]) * m, True)
+
+
+@dataclass(frozen=True)
 class TransformDef(SpecRow):
-    """One elementwise transform: its spec model, what it does, and a check of its settings
-    that a field alone cannot express (problems located relative to the ``transform`` key)."""
+    """One elementwise transform: its spec model, what it does, its cost rule
+    ``(spec, transformed shape) -> TransformCost``, how many numbers per transformed element
+    the conditioner outputs for it (``n_params(spec)``), and a check of its settings that a
+    field alone cannot express (problems located relative to the ``transform`` key)."""
 
     summary: str
+    cost: Callable[[Any, tuple[int, ...]], TransformCost]
+    n_params: Callable[[Any], int] = lambda spec: 1
     check: Callable[[Any], list[Problem]] = lambda spec: []
 
 
 TRANSFORMS: dict[str, TransformDef] = {
     d.type: d
     for d in (
-        TransformDef(AdditiveSpec, "shift: y = x + t (NICE), log-det 0"),
-        TransformDef(AffineSpec, "scale and shift: y = x exp(s) + t (RealNVP, Glow)"),
+        TransformDef(AdditiveSpec, "shift: y = x + t (NICE), log-det 0", _additive_cost),
+        TransformDef(
+            AffineSpec,
+            "scale and shift: y = x exp(s) + t (RealNVP, Glow)",
+            _affine_cost,
+            lambda spec: 2,
+        ),
         TransformDef(
             SplineSpec,
             "monotone rational-quadratic spline, identity tails (neural spline flows)",
+            _spline_cost,
+            lambda spec: 3 * spec.bins - 1,
             _check_spline,
         ),
     )

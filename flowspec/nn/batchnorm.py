@@ -37,6 +37,12 @@ class BatchNormFlow(Bijection):
         self.register_buffer("running_var", torch.ones(pshape))
         self.momentum, self.eps, self.positions = momentum, eps, spatial_size(shape)
 
+    @property
+    def invertible_backprop(self) -> bool:
+        """In training the batch statistics of ``x`` are lost in ``y``: invertible backprop
+        checkpoints this step (stores its input) instead of inverting it."""
+        return not self.training
+
     def statistics(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Batch mean and (biased) variance in training, running averages otherwise."""
         if not self.training:

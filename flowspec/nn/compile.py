@@ -11,6 +11,7 @@ allocates nothing, so an oversized spec is refused before its memory is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -23,19 +24,25 @@ from flowspec.limits import limit, raise_hint
 from flowspec.nn.bases import build_base
 from flowspec.nn.context import ContextEncoder
 from flowspec.nn.flow import Flow, Step
+from flowspec.nn.passes import apply_passes
 from flowspec.spec.budget import FIELD_LIMITS
+from flowspec.spec.passes import DEFAULT_PASSES
 
-__all__ = ["compile_graph"]
+__all__ = ["compile_graph", "spec_passes"]
 
 PROBE_ABOVE = 50_000_000  # a rough bound on an op's parameters above which it is probed first
 
 
-def compile_graph(graph: FlowGraph) -> Flow:
+def compile_graph(graph: FlowGraph, passes: Sequence[str] | None = None) -> Flow:
     """Build each op's module and lay them out as a flat list of steps over slots.
 
     Slot 0 holds the input; every output port of every op gets the next slot; latents are the
     slots that feed latent nodes, in ``graph.latents`` order. Weights are drawn from torch's
-    global generator (:func:`flowspec.compile` seeds it).
+    global generator (:func:`flowspec.compile` seeds it). The flow's ``memory`` mode is the
+    spec's ``train: {memory:}`` (default ``plain``). ``passes`` names the optimisation passes
+    to apply (:mod:`flowspec.nn.passes`; ``()`` for none; default the spec's
+    ``train: {passes:}``, else :data:`~flowspec.spec.passes.DEFAULT_PASSES`); ``flow.passes``
+    records where each one applied.
     """
     slot_of: dict[tuple[str, int], int] = {(INPUT, 0): 0}
     steps: list[Step] = []
@@ -62,6 +69,9 @@ def compile_graph(graph: FlowGraph) -> Flow:
     base = build_base(graph.spec.base, graph.latent_size(), graph.spec.seed, features)
     flow = Flow(graph.spec, steps, latent_slots, latent_shapes, len(slot_of), base, encoder)
     flow.graph = graph
+    flow.passes = apply_passes(flow.steps, spec_passes(graph.spec) if passes is None else passes)
+    if graph.spec.train is not None:
+        flow.memory = graph.spec.train.memory
     return flow
 
 
@@ -120,3 +130,9 @@ def _rough_size(spec: BaseModel) -> int:
                     widths += [int(v) for v in values]
                     depth += len(values)
     return 9 * max(widths) ** 2 * depth
+
+
+def spec_passes(spec: Any) -> tuple[str, ...]:
+    """The optimisation passes ``spec`` asks for (its ``train: {passes:}``, else the default)."""
+    chosen = spec.train.passes if spec.train is not None else None
+    return DEFAULT_PASSES if chosen is None else tuple(chosen)

@@ -108,6 +108,39 @@ class Coupling(Bijection):
         logdet = zeros_logdet(y) if log_abs is None else sum_except_batch(log_abs * (1 - b))
         return torch.where(self.kept, y, x), logdet
 
+    def inverse_and_forward(
+        self, y: Tensor, context: Tensor | None, need_input: bool
+    ) -> tuple[Tensor, list[Tensor], Tensor, Tensor]:
+        """Invertible backprop (:mod:`flowspec.nn.invertible`): the input ``x`` rebuilt from
+        ``y`` and this coupling's forward graph, with one conditioner evaluation for both.
+
+        The kept elements are the same in ``x`` and ``y``, so the conditioner runs once, with
+        grad, on the kept part of a leaf holding ``y``; the transform is inverted with its
+        detached output and re-applied, with grad, to a second leaf holding ``x``. The
+        gradient with respect to ``x`` is the sum of the two leaves' gradients (the first
+        one's is zero where elements are transformed). Returns ``(x, leaves, y, logdet)``."""
+        source = y.detach().requires_grad_(need_input)
+        if self.half:
+            params = self._params(self._split(source)[0], context)
+            kept, moved = self._split(y)
+            with torch.no_grad():
+                fixed = tuple(p.detach() for p in params)
+                x = self._merge(kept, self.transform.inverse(self, moved, fixed))
+            leaf = x.detach().requires_grad_(need_input)
+            kept, moved = self._split(leaf)
+            moved, log_abs = self.transform.forward(self, moved, params)
+            logdet = zeros_logdet(y) if log_abs is None else sum_except_batch(log_abs)
+            return x, [source, leaf], self._merge(kept, moved), logdet
+        b = self.b.to(y.dtype)
+        params = self._params(b * source, context)
+        with torch.no_grad():
+            fixed = tuple(p.detach() for p in params)
+            x = torch.where(self.kept, y, self.transform.inverse(self, y, fixed))
+        leaf = x.detach().requires_grad_(need_input)
+        out, log_abs = self.transform.forward(self, leaf, params)
+        logdet = zeros_logdet(y) if log_abs is None else sum_except_batch(log_abs * (1 - b))
+        return x, [source, leaf], torch.where(self.kept, leaf, out), logdet
+
     def emit(self) -> Emitted:
         net = emit_part(self.net, "the conditioner")
         transform = emit_part(self.transform, "the coupling's transform")

@@ -34,6 +34,12 @@ class Dequantize(Bijection):
         # Integer data is cast to the dtype the flow was moved to (``.double()`` moves this).
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
 
+    @property
+    def invertible_backprop(self) -> bool:
+        """Noise and rounding make ``x`` unrecoverable from ``y``: invertible backprop
+        checkpoints this step (its input stored, its noise replayed) unless both are off."""
+        return not (self.noise or self.round)
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if not x.is_floating_point():
             x = x.to(self._ref.dtype)

@@ -81,9 +81,15 @@ class Flow(nn.Module):
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
         # A plain tuple (not a ModuleList): the modules are registered once, under their names.
         self._steps = tuple(steps)
+        # What the loops run when nobody observes single steps: the steps, or compiled regions
+        # of them (flowspec.nn.regions.compile_regions).
+        self.schedule: tuple[Step, ...] = self._steps
         self._latent_slots = tuple(latent_slots)
         self._n_slots = n_slots
         self.graph: Any = None  # the FlowGraph it was compiled from (set by compile_graph)
+        self._memory = "plain"
+        self.memory_check: float | None = None  # invertible mode's debug check (see memory)
+        self.passes: dict[str, list[str]] = {}  # optimisation pass -> steps it rewrote
 
     def _register(self, name: str, module: nn.Module) -> None:
         *parents, leaf = name.split(".")
@@ -134,13 +140,26 @@ class Flow(nn.Module):
     def _forward_steps(
         self, x: Tensor, context: Tensor | None, observe: Observer | None
     ) -> tuple[Tensor, Tensor]:
-        """The forward loop over the steps, given the context features."""
+        """The forward pass given the context features: invertible backprop when the flow's
+        memory mode asks for it and gradients are on, else the plain loop."""
+        x = self._as_float(x)
+        if observe is None and self._memory == "invertible" and torch.is_grad_enabled():
+            from flowspec.nn.invertible import invertible_forward
+
+            return invertible_forward(self, x, context, self.memory_check)
+        return self._walk(x, context, observe)
+
+    def _walk(
+        self, x: Tensor, context: Tensor | None, observe: Observer | None
+    ) -> tuple[Tensor, Tensor]:
+        """The forward loop itself (``x`` already checked and in the flow's dtype; ``context``
+        the encoded features or None)."""
         slots: list[Any] = [None] * self._n_slots
-        slots[0] = self._as_float(x)
+        slots[0] = x
         logdet = torch.zeros(x.shape[0], device=x.device, dtype=self._ref.dtype)
         step: Step | None = None
         try:
-            for step in self._steps:
+            for step in self._steps if observe is not None else self.schedule:
                 y, ld = step.module(slots[step.src], context)
                 outs = (y,) if len(step.dst) == 1 else tuple(y)
                 for slot, value in zip(step.dst, outs):
@@ -180,7 +199,7 @@ class Flow(nn.Module):
         logdet = torch.zeros(n, device=latents[0].device, dtype=latents[0].dtype)
         step: Step | None = None
         try:
-            for step in reversed(self._steps):
+            for step in reversed(self._steps if observe is not None else self.schedule):
                 y = slots[step.dst[0]] if len(step.dst) == 1 else tuple(slots[d] for d in step.dst)
                 if with_logdet:
                     slots[step.src], ld = step.module.inverse_and_logdet(y, context)
@@ -195,6 +214,21 @@ class Flow(nn.Module):
         return slots[0], logdet
 
     # ------------------------------------------------------------------ the public face
+    @property
+    def memory(self) -> str:
+        """How a training step keeps what backward needs: ``"plain"`` (autograd stores every
+        activation) or ``"invertible"`` (only ``z``: backward rebuilds each step's input with
+        its inverse, :mod:`flowspec.nn.invertible`). Set from the spec's ``train: {memory:}``
+        by :func:`flowspec.compile`; assignable. Outputs and gradients are the same either way
+        (to rounding); only memory and time differ."""
+        return self._memory
+
+    @memory.setter
+    def memory(self, mode: str) -> None:
+        if mode not in ("plain", "invertible"):
+            raise ValueError(f"memory must be 'plain' or 'invertible', got {mode!r}")
+        self._memory = mode
+
     def forward(self, x: Tensor, context: Any = None) -> tuple[Tensor, Tensor]:
         """Data -> latent. ``x``: ``(N, *input_shape)``; returns ``z (N, D)``, ``logdet (N,)``.
         ``context``: the conditional flow's context (see the module docstring)."""

@@ -113,6 +113,18 @@ class InvConv(Bijection):
             return self._mix_channels(y, self._frozen[1].to(y.dtype))
         return self._mix_channels(y, torch.linalg.inv(self.matrix().to(y.dtype)))
 
+    def inverse_and_forward(
+        self, y: Tensor, context: Tensor | None, need_input: bool
+    ) -> tuple[Tensor, list[Tensor], Tensor, Tensor]:
+        """Invertible backprop: ``x`` rebuilt from ``y`` and the forward graph on a leaf
+        holding it, with ``W`` built once for both (see :mod:`flowspec.nn.invertible`)."""
+        w = self.matrix().to(y.dtype)
+        with torch.no_grad():
+            x = _mix_by_product(y, torch.linalg.inv(w.detach()))
+        leaf = x.detach().requires_grad_(need_input)
+        logdet = (self.positions * self.log_abs_det()).to(y.dtype)
+        return x, [leaf], _mix_by_product(leaf, w), logdet.expand(y.shape[0])
+
     def emit(self) -> Emitted:
         n = (self.lower if self.lu else self.weight).shape[0]
         return Emitted(f"InvConv({n}, {self.positions}, {self.lu})", {"InvConv": SOURCE})
@@ -161,6 +173,12 @@ class InvConv(nn.Module):
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         return self._mix_channels(y, torch.linalg.inv(self.matrix().to(y.dtype)))
 '''
+
+
+def _mix_by_product(x: Tensor, w: Tensor) -> Tensor:
+    """``W x`` at every position as a product: the same map as the 1x1 convolution, several
+    times faster on small images (a convolution call costs ~40 us whatever its size)."""
+    return x @ w.T if x.dim() == 2 else torch.einsum("ij,nj...->ni...", w, x)
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> InvConv:

@@ -7,12 +7,14 @@ here, a module and a row there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
 from flowspec.layers.base import PositiveInt, SpecRow, StrictModel
+from flowspec.layers.cost import ACTIVATION_SAVES, Saved, TensorInfo, linear
 from flowspec.layers.nets import Activation
 
 __all__ = [
@@ -59,20 +61,61 @@ class ConditionalNormalSpec(StrictModel):
     activation: Activation = "relu"
 
 
+BaseCost = tuple[tuple[TensorInfo, ...], tuple[Saved, ...]]
+
+
+def _normal_cost(spec: NormalSpec, dim: int, context: int) -> BaseCost:
+    """``z * z`` keeps ``z`` itself."""
+    return (), (Saved(dim, "z"),)
+
+
+def _diag_cost(spec: DiagNormalSpec, dim: int, context: int) -> BaseCost:
+    """``(z - loc) * exp(-log_scale)`` keeps ``z - loc``; squaring keeps the result."""
+    return (TensorInfo("loc", (dim,)), TensorInfo("log_scale", (dim,))), (Saved(2 * dim),)
+
+
+def _mixture_cost(spec: MixtureSpec, dim: int, context: int) -> BaseCost:
+    """Per component as the diagonal normal, then ``logsumexp`` keeps its input and output."""
+    k = spec.components
+    tensors = (
+        TensorInfo("logits", (k,)),
+        TensorInfo("loc", (k, dim)),
+        TensorInfo("log_scale", (k, dim)),
+    )
+    return tensors, (Saved(2 * k * dim + k + 1),)
+
+
+def _conditional_normal_cost(spec: ConditionalNormalSpec, dim: int, context: int) -> BaseCost:
+    """The MLP ``context (F) -> hidden -> 2 D`` (``net.0``, ``net.2``, ...; its first layer
+    keeps the features, each activation what :data:`ACTIVATION_SAVES` says), then as the
+    diagonal normal: ``z - loc`` and the scaled square."""
+    sizes = [context, *spec.hidden, 2 * dim]
+    tensors: list[TensorInfo] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        tensors += linear(f"net.{2 * i}", a, b)[0]
+    hidden = sum(ACTIVATION_SAVES[spec.activation] * h for h in spec.hidden)
+    saved = (Saved(context, "features"), Saved(hidden), Saved(2 * dim), Saved(dim))
+    return tuple(tensors), saved
+
+
 @dataclass(frozen=True)
 class BaseDef(SpecRow):
-    """One base distribution: its spec model, and whether it takes the flow's context."""
+    """One base distribution: its spec model, whether it takes the flow's context, and its
+    cost rule ``(spec, latent size, context features) -> (tensors, what a training step
+    saves)`` (see :mod:`flowspec.layers.cost`; the storage ``"z"`` is the latent itself, and
+    ``"features"`` the context's encoded features)."""
 
+    cost: Callable[[Any, int, int], BaseCost]
     conditional: bool = False
 
 
 BASES: dict[str, BaseDef] = {
     d.type: d
     for d in (
-        BaseDef(NormalSpec),
-        BaseDef(DiagNormalSpec),
-        BaseDef(MixtureSpec),
-        BaseDef(ConditionalNormalSpec, conditional=True),
+        BaseDef(NormalSpec, _normal_cost),
+        BaseDef(DiagNormalSpec, _diag_cost),
+        BaseDef(MixtureSpec, _mixture_cost),
+        BaseDef(ConditionalNormalSpec, _conditional_normal_cost, conditional=True),
     )
 }
 BaseSpec = Annotated[

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from flowspec.errors import Diagnostic, SpecError
 from flowspec.layers.base import PositiveInt, Seed, StrictModel
+from flowspec.spec.passes import PassName
 
 __all__ = ["DataSpec", "TrainSpec", "override_train"]
 
@@ -60,6 +61,12 @@ class TrainSpec(StrictModel):
     read and decode batches ahead of the training step (0: in the training process; results
     do not depend on it). ``precision: bf16`` runs the conditioner networks in bfloat16 while
     log-determinants, the base log-density and the loss stay float32.
+    ``memory: invertible`` trains without storing activations (backward rebuilds them with
+    each step's inverse; :func:`flowspec.compile` reads it too, so the compiled flow trains
+    this way from Python). ``compile: true`` runs the training step, evaluation and sampling
+    through ``torch.compile``, one compilation per distinct repeated block. ``passes`` lists
+    the optimisation passes the flow is compiled with (default ``[kept_inputs]``; ``[]`` for
+    none; read by :func:`flowspec.compile` too): they change how steps compute, never what.
     """
 
     epochs: PositiveInt | None = 20
@@ -77,6 +84,9 @@ class TrainSpec(StrictModel):
     threads: PositiveInt | None = None
     workers: Annotated[int, Field(ge=0)] = 0
     precision: Literal["float32", "bf16"] = "float32"
+    memory: Literal["plain", "invertible"] = "plain"
+    compile: bool = False
+    passes: tuple[PassName, ...] | None = None
 
     @field_validator("min_lr")
     @classmethod

@@ -51,7 +51,7 @@ def resolve_flow(
 
     spec = load_spec(spec_or_flow)
     config = _within_limits(override_train(spec.train, config, overrides))
-    return compile_spec(spec, seed=config.seed), spec, config
+    return compile_spec(spec, seed=config.seed, passes=config.passes), spec, config
 
 
 def _within_limits(config: TrainSpec) -> TrainSpec:

@@ -12,8 +12,10 @@ from flowspec.layers.nets import NETS
 from flowspec.layers.transforms import TRANSFORMS
 from flowspec.nn import bases as nn_bases
 from flowspec.nn import nets as nn_nets
+from flowspec.nn import passes as nn_passes
 from flowspec.nn import transforms as nn_transforms
 from flowspec.spec.bases import BASES
+from flowspec.spec.passes import PASS_SUMMARIES
 from tests.helpers import ROOT
 
 
@@ -28,8 +30,9 @@ def test_layer_kind_has_both_files_and_a_builder(op: object) -> None:
 
 
 def test_every_layers_file_is_a_kind_or_a_table() -> None:
-    """layers/*.py holds records of kinds, plus the shared base, masks and tables."""
-    shared = {"__init__", "base", "bits", "masks", "nets", "transforms"}
+    """layers/*.py holds records of kinds, plus the shared base, bits, cost types, masks and
+    tables."""
+    shared = {"__init__", "base", "bits", "cost", "masks", "nets", "transforms"}
     files = {p.stem for p in (ROOT / "flowspec" / "layers").glob("*.py")}
     assert files - shared == {op.module_name for op in ALL_OPS}
     assert len(OPS) == len(ALL_OPS)  # kinds are unique
@@ -41,8 +44,9 @@ def test_every_layers_file_is_a_kind_or_a_table() -> None:
         (set(NETS), set(nn_nets.NETS)),
         (set(TRANSFORMS), set(nn_transforms.TRANSFORMS)),
         (set(BASES), set(nn_bases.BASES)),
+        (set(PASS_SUMMARIES), set(nn_passes.PASSES)),
     ],
-    ids=["nets", "transforms", "bases"],
+    ids=["nets", "transforms", "bases", "passes"],
 )
 def test_tables_have_the_same_rows_on_both_sides(torch_free: set, torch_side: set) -> None:
     assert torch_free == torch_side
