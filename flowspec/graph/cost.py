@@ -59,6 +59,7 @@ class BlockCost:
     flops: int = 0
     flops_batch: int = 0
     saved: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODES, 0))
+    saved_batch: int = 0  # plain memory: elements kept once per batch (masked weights)
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,13 @@ class CostReport:
     file_bytes: int
     tensors: tuple[TensorInfo, ...]
     float_bytes: int = 4
+    saved_batch: int = 0  # plain memory: elements kept once per batch, not per example
 
     def activation_bytes(self, batch: int, memory: str = "plain") -> int:
         """Bytes of activations a training step keeps at ``batch`` examples."""
         peak = self.backward_peak if memory == "invertible" else 0
-        return (self.saved[memory] + peak) * batch * self.float_bytes
+        once = self.saved_batch if memory == "plain" else 0
+        return ((self.saved[memory] + peak) * batch + once) * self.float_bytes
 
     def training_bytes(self, batch: int, memory: str = "plain") -> int:
         """Estimated peak memory of a training step with Adam: weights, gradients, two moment
@@ -106,6 +109,7 @@ def cost_report(graph: FlowGraph, passes: Sequence[str] = DEFAULT_PASSES) -> Cos
         flops=sum(b.flops for b in blocks),
         flops_batch=sum(b.flops_batch for b in blocks),
         saved={m: sum(b.saved[m] for b in blocks) for m in MODES},
+        saved_batch=sum(b.saved_batch for b in blocks),
         backward_peak=walk.peak,
         file_bytes=file_size(
             tensors, json.dumps(graph.spec.model_dump(mode="json"), sort_keys=True)
@@ -150,6 +154,7 @@ class _Walk:
         block.params += cost.params
         block.flops += cost.flops
         block.flops_batch += cost.flops_batch
+        block.saved_batch += cost.saved_batch
         self.tensors += [_renamed(op.name, t) for t in cost.tensors]
         local = 0
         for saved in cost.saved:
@@ -185,14 +190,21 @@ class _Walk:
         tensors = context_tensors(spec)
         block.params += sum(t.numel for t in tensors if t.param)
         self.tensors += [_renamed("context", t) for t in tensors]
+        if block.params:  # a learned embedding: it keeps the labels (int64, two float32 units)
+            for mode in MODES:
+                self.keep(mode, block, "labels", 2)
+            # features that need a gradient reach every step: invertible backprop rebuilds
+            # from the first one (flowspec.nn.backprop_plan)
+            self.trained = True
 
     def base(self) -> None:
         spec = self.graph.spec.base
         dim = self.graph.latent_size()
         context = self.graph.spec.context
-        tensors, saved = BASES[spec.type].cost(spec, dim, context.features if context else 0)
+        tensors, saved, flops = BASES[spec.type].cost(spec, dim, context.features if context else 0)
         block = self.block("base")
         block.params += sum(t.numel for t in tensors if t.param)
+        block.flops += flops
         self.tensors += [_renamed("base", t) for t in tensors]
         if self.trained:
             self.keep("invertible", block, "z", dim)  # the backward pass keeps z

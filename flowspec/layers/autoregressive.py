@@ -206,18 +206,18 @@ def autoregressive_cost(spec: AutoregressiveSpec, ctx: CostContext) -> OpCost:
     ``made.context`` into the first layer) and the transform, once per pass: one pass in the
     one-pass direction, D in the other (MAF's forward is one pass, IAF's is D). Each pass's
     first layer keeps its input (the op's input in a one-pass forward, the pass's partial
-    solution otherwise) and the context's map keeps the features."""
+    solution otherwise), the context's map the features, and every masked layer its masked
+    weight and the mask that product keeps (per batch, once per pass)."""
     d = ctx.in_shape[0]
     transform = TRANSFORMS[spec.transform.type]
-    p = transform.n_params(spec.transform)
     hidden = list(ctx.params["hidden"])
-    sizes = [d, *hidden, p * d]
+    sizes = [d, *hidden, transform.n_params(spec.transform) * d]
     tensors: list[Any] = []
-    flops = 0
+    flops = masked = 0
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layer, f = linear(f"layers.{2 * i}", a, b)
         tensors += layer
-        flops += f
+        flops, masked = flops + f, masked + a * b
     context = ctx.params.get("context", 0)
     if context:
         weight, f = linear("context", context, sizes[1])
@@ -226,16 +226,20 @@ def autoregressive_cost(spec: AutoregressiveSpec, ctx: CostContext) -> OpCost:
     passes = 1 if ctx.params.get("direction", "maf") == "maf" else d
     moved = transform.cost(spec.transform, (d,))
     activations = sum(ACTIVATION_SAVES[spec.net.activation] * h for h in hidden)
-    saved = [Saved(d, "input" if passes == 1 else "new")]
-    saved += [Saved(activations), Saved(moved.saved)]
-    saved += [Saved(d, "input")] if moved.saves_input else []
-    saved += [Saved(context, "features")] if context else []
-    per_pass = [s for s in saved if s.elements]
-    extra = [Saved(s.elements) for s in per_pass if s.storage == "new"] * (passes - 1)
+    first = [Saved(d, "input")] if passes == 1 else []
+    if passes == 1:
+        per_pass = [Saved(activations), Saved(moved.saved)]
+        shared = [Saved(d, "input")] if moved.saves_input else []
+    else:  # each pass: its input u, the MADE, the transform's inverse
+        per_pass = [Saved(d), Saved(activations), Saved(moved.saved_inverse)]
+        shared = []
+    shared += [Saved(context, "features")] if context else []
+    saved = first + shared + [Saved(s.elements) for _ in range(passes) for s in per_pass]
     return OpCost(
         prefixed("made", tuple(tensors)) + moved.tensors,
         flops=flops * passes,
-        saved=tuple(per_pass + extra),
+        saved=tuple(s for s in saved if s.elements),
+        saved_batch=2 * masked * passes,
     )
 
 

@@ -40,7 +40,9 @@ def _mix(
 
 def _cost(spec: InvConvSpec, ctx: CostContext) -> OpCost:
     """A 1x1 convolution (a product for vectors) keeping its input; LU builds ``W = P L U``
-    with two C x C products per batch."""
+    with two C x C products per batch, and that build keeps, once per batch, C x C tensors
+    (the masks and factors its products and masking keep, and W) and ``exp(log_s)`` with the
+    signs (counted on flowspec.nn.invconv: 5 C^2 + 2 C)."""
     c, positions = ctx.in_shape[0], prod(ctx.in_shape[1:])
     if spec.lu:
         tensors = (
@@ -57,6 +59,7 @@ def _cost(spec: InvConvSpec, ctx: CostContext) -> OpCost:
         flops=2 * c * c * positions,
         flops_batch=4 * c**3 if spec.lu else 0,
         saved=(Saved(c * positions, "input"),),
+        saved_batch=5 * c * c + 2 * c if spec.lu else 0,
     )
 
 

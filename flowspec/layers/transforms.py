@@ -87,11 +87,13 @@ def _check_spline(spec: SplineSpec) -> list[Problem]:
 @dataclass(frozen=True)
 class TransformCost:
     """What a transform of ``m`` elements adds to its coupling: learned tensors, elements per
-    example it saves besides its input, and whether it saves its input ``x``."""
+    example it saves besides its input, and whether it saves its input ``x``; and what its
+    inverse saves (an IAF layer's forward runs the inverse; it never keeps its input)."""
 
     tensors: tuple[TensorInfo, ...] = ()
     saved: int = 0
     saves_input: bool = False
+    saved_inverse: int = 0
 
 
 def _additive_cost(spec: AdditiveSpec, shape: tuple[int, ...]) -> TransformCost:
@@ -106,20 +108,29 @@ LOG_SCALE_SAVES = {"tanh": 1, "scaled_tanh": 1, "sigmoid": 3, "none": 0}
 
 
 def _affine_cost(spec: AffineSpec, shape: tuple[int, ...]) -> TransformCost:
-    """``x * exp(s) + t``: the bound, ``exp(s)`` and ``x`` are kept for backward."""
+    """``x * exp(s) + t``: the bound, ``exp(s)`` and ``x`` are kept for backward; the inverse
+    ``(y - t) * exp(-s)`` keeps the bound, ``exp(-s)`` and ``y - t``."""
     m = prod(shape)
     tensors = (TensorInfo("scale", (1, *shape)),) if spec.log_scale == "scaled_tanh" else ()
-    return TransformCost(tensors, (LOG_SCALE_SAVES[spec.log_scale] + 1) * m, True)
+    saves = LOG_SCALE_SAVES[spec.log_scale]
+    return TransformCost(tensors, (saves + 1) * m, True, (saves + 2) * m)
 
 
-# Elements per transformed element a spline keeps for backward: (per bin, constant).
-SPLINE_SAVES = (0, 0)
+# Elements per transformed element a spline keeps for backward (flowspec.nn.spline, float32
+# units), counted on that implementation: 6 per bin (the stacked raw parameters' softmax and
+# softplus, the cumulative knots and their concatenations) and 28 besides (the gathered bin
+# ends and slopes, the bin search's index, the segment's products and logs), plus a byte for
+# the inside mask, rounded away; the inverse 43 besides (the quadratic's root too). It keeps
+# no reference to its input.
+SPLINE_SAVES = (6, 28)
+SPLINE_INVERSE_SAVES = (6, 43)
 
 
 def _spline_cost(spec: SplineSpec, shape: tuple[int, ...]) -> TransformCost:
     """See :data:`SPLINE_SAVES`."""
     m = prod(shape)
-    return TransformCost((), (SPLINE_SAVES[0] * spec.bins + SPLINE_SAVES[1]) * m, True)
+    forward, inverse = ((a * spec.bins + b) * m for a, b in (SPLINE_SAVES, SPLINE_INVERSE_SAVES))
+    return TransformCost((), forward, False, inverse)
 
 
 @dataclass(frozen=True)

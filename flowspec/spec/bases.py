@@ -61,17 +61,18 @@ class ConditionalNormalSpec(StrictModel):
     activation: Activation = "relu"
 
 
-BaseCost = tuple[tuple[TensorInfo, ...], tuple[Saved, ...]]
+# (tensors, what a training step saves, forward FLOPs per example)
+BaseCost = tuple[tuple[TensorInfo, ...], tuple[Saved, ...], int]
 
 
 def _normal_cost(spec: NormalSpec, dim: int, context: int) -> BaseCost:
     """``z * z`` keeps ``z`` itself."""
-    return (), (Saved(dim, "z"),)
+    return (), (Saved(dim, "z"),), 0
 
 
 def _diag_cost(spec: DiagNormalSpec, dim: int, context: int) -> BaseCost:
     """``(z - loc) * exp(-log_scale)`` keeps ``z - loc``; squaring keeps the result."""
-    return (TensorInfo("loc", (dim,)), TensorInfo("log_scale", (dim,))), (Saved(2 * dim),)
+    return (TensorInfo("loc", (dim,)), TensorInfo("log_scale", (dim,))), (Saved(2 * dim),), 0
 
 
 def _mixture_cost(spec: MixtureSpec, dim: int, context: int) -> BaseCost:
@@ -82,7 +83,7 @@ def _mixture_cost(spec: MixtureSpec, dim: int, context: int) -> BaseCost:
         TensorInfo("loc", (k, dim)),
         TensorInfo("log_scale", (k, dim)),
     )
-    return tensors, (Saved(2 * k * dim + k + 1),)
+    return tensors, (Saved(2 * k * dim + k + 1),), 0
 
 
 def _conditional_normal_cost(spec: ConditionalNormalSpec, dim: int, context: int) -> BaseCost:
@@ -91,19 +92,21 @@ def _conditional_normal_cost(spec: ConditionalNormalSpec, dim: int, context: int
     diagonal normal: ``z - loc`` and the scaled square."""
     sizes = [context, *spec.hidden, 2 * dim]
     tensors: list[TensorInfo] = []
+    flops = 0
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        tensors += linear(f"net.{2 * i}", a, b)[0]
+        layer, f = linear(f"net.{2 * i}", a, b)
+        tensors, flops = tensors + list(layer), flops + f
     hidden = sum(ACTIVATION_SAVES[spec.activation] * h for h in spec.hidden)
     saved = (Saved(context, "features"), Saved(hidden), Saved(2 * dim), Saved(dim))
-    return tuple(tensors), saved
+    return tuple(tensors), saved, flops
 
 
 @dataclass(frozen=True)
 class BaseDef(SpecRow):
     """One base distribution: its spec model, whether it takes the flow's context, and its
     cost rule ``(spec, latent size, context features) -> (tensors, what a training step
-    saves)`` (see :mod:`flowspec.layers.cost`; the storage ``"z"`` is the latent itself, and
-    ``"features"`` the context's encoded features)."""
+    saves, forward FLOPs per example)`` (see :mod:`flowspec.layers.cost`; the storage ``"z"``
+    is the latent itself, and ``"features"`` the context's encoded features)."""
 
     cost: Callable[[Any, int, int], BaseCost]
     conditional: bool = False
