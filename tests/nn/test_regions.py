@@ -52,7 +52,8 @@ def run(flow: flowspec.Flow, x: torch.Tensor) -> list[torch.Tensor]:
 
 # Tracing is slow on a small machine: the shipped specs with repeats of every kind of body
 # run in CI, the rest with the slow tests.
-FAST = {"realnvp_moons", "seed_moons", "glow_digits", "conditional_moons"}
+FAST = {"realnvp_moons", "seed_moons", "glow_digits", "conditional_moons", "conditional_digits",
+        "nsf_checkerboard", "maf_spirals"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
