@@ -132,9 +132,13 @@ class Ranks:
             dist.init_process_group(BACKENDS[torch_device.type])
         return cls(rank, world, local, torch_device, owns)
 
-    def close(self) -> None:
-        """Leave the process group if this run created it."""
+    def close(self, peers_alive: bool = True) -> None:
+        """Leave the process group if this run created it. With ``peers_alive`` every process
+        first waits for the others, so none tears its connections down while a peer still
+        reads from them (gloo aborts a process whose peer vanished mid-teardown)."""
         if self.owns_group and dist.is_initialized():
+            if peers_alive and self.distributed:
+                dist.barrier()
             dist.destroy_process_group()
             self.owns_group = False
 

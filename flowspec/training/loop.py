@@ -392,8 +392,10 @@ def train(
                 status = _run(run, spec.name, splits, resume, stop_after, data_seed, report)
             finally:
                 run.batches.close()
-    finally:
-        ranks.close()
+    except BaseException:
+        ranks.close(peers_alive=False)
+        raise
+    ranks.close()
     if run.best is not None and status in ("completed", "early_stopped"):
         flow.load_state_dict(run.best)
     files = [p for p in map(run.path, RUN_FILES) if p is not None and p.exists()]
