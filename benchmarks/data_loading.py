@@ -114,7 +114,7 @@ def main() -> None:
             for key in feeds:
                 if key in loaders:
                     it = loaders[key].epoch(perm, 0)
-                    steps = [lambda it=it: next(it) for _ in range(args.steps)]
+                    steps = [lambda it=it: next(it)[0] for _ in range(args.steps)]  # no context
                 else:
                     steps = [lambda: ready for _ in range(args.steps)]
                 step, wait = timed_steps(flow, opt, steps)

@@ -168,6 +168,10 @@ CODES: dict[str, CodeInfo] = {
             "empty-flow": "a flow with no layers",
             "preprocess-order": "dequantize or logit twice, out of order (dequantize first, then "
             "logit) or outside 'preprocess', or another layer inside it",
+            "spline-minimum": "spline bin floors that cannot all fit (bins x minimum >= 1)",
+            "order-invalid": "an explicit autoregressive order that is not a permutation",
+            "context-required": "a conditional base in a spec without a 'context:' section",
+            "context-unused": "a 'context:' section that no layer or base uses",
             "graph-cycle": "(verifier) the graph has a cycle",
             "graph-disconnected": "(verifier) the graph is not connected",
             "graph-latent": "(verifier) a latent node has consumers",
@@ -176,6 +180,7 @@ CODES: dict[str, CodeInfo] = {
             "graph-op": "(verifier) an op of a kind that is not registered",
             "graph-shape": "(verifier) shapes on the edges disagree with the op's shape rule",
             "graph-dimension": "(verifier) the latents do not hold as many elements as the input",
+            "graph-context": "(verifier) context edges that disagree with the ops that take it",
         },
     ),
     **_table(
@@ -221,6 +226,10 @@ CODES: dict[str, CodeInfo] = {
             "data-labels": "labels that are missing, out of range or mixed with unlabelled "
             "images (class folders, CIFAR-10 label bytes, ImageNet .npz labels)",
             "no-data": "no data given and none recorded in the spec or the model",
+            "context-missing": "a conditional flow given data (or a command) without a context",
+            "context-unexpected": "a context given to an unconditional flow",
+            "context-shape": "a context whose shape does not match the spec's context",
+            "context-range": "class labels that are not integers in 0..classes-1",
         },
     ),
     **_table(
@@ -248,7 +257,8 @@ CODES: dict[str, CodeInfo] = {
             "missing-extra": "a feature needs an optional dependency that is not installed; "
             "the message names the pip extra",
             "export-unsupported": "a layer, conditioner, transform or base that cannot be "
-            "written as Python source (flowspec export -o *.py) yet",
+            "written as Python source (flowspec export -o *.py) yet, or a conditional flow "
+            "(any export format: the exported model takes no context)",
         },
     ),
 }

@@ -60,7 +60,12 @@ LIMITS: dict[str, Limit] = {
         Limit("nodes", 1_000_000, "values in a spec (keys, scalars, lists, mappings)"),
         Limit("ops", 10_000, "op instances of a flow, after expanding repeat blocks"),
         Limit("elements", 16_777_216, "elements of one example (the product of input.shape)"),
-        Limit("width", 16_384, "hidden units or channels of a conditioner; mixture components"),
+        Limit(
+            "width",
+            16_384,
+            "hidden units or channels of a conditioner; mixture components; spline bins; "
+            "context classes and embedding width",
+        ),
         Limit("blocks", 256, "hidden layers of an MLP conditioner or blocks of a ResNet"),
         Limit("parameters", 500_000_000, "parameters of a compiled flow (4 bytes each)"),
         Limit("diagnostics", 20, "diagnostics printed per file by the command (others counted)"),

@@ -13,6 +13,8 @@ CONV = {"type": "glow_conv", "channels": 8}
 RESNET = {"type": "resnet", "channels": 8, "blocks": 1}
 VIT = {"type": "vit", "width": 8, "depth": 1, "heads": 2}
 TOKENS = {"type": "patchify", "patch": 2}  # (C, H, W) -> ((H/2)(W/2), 4C) tokens
+SPLINE = {"type": "spline", "bins": 5, "bound": 2.0}
+MADE = {"hidden": [12, 12], "activation": "tanh"}
 
 Example = tuple[str, list[int], list[dict[str, Any]]]  # (variant id, input shape, layers)
 
@@ -177,6 +179,66 @@ OP_EXAMPLES: dict[str, list[Example]] = {
             },
             [2, 4, 4],
             name="affine-checkerboard",
+        ),
+        *_on(
+            {"type": "coupling", "mask": "even", "transform": SPLINE, "net": MLP},
+            [5],
+            name="spline",
+        ),
+        *_on(
+            {
+                "type": "coupling",
+                "mask": "alternating",
+                "net_input": "masked",
+                "transform": {**SPLINE, "bins": 3, "min_derivative": 0.01},
+                "net": MLP,
+            },
+            [4],
+            name="spline-masked",
+        ),
+        *_on(
+            {
+                "type": "coupling",
+                "mask": "checkerboard",
+                "net_input": "masked",
+                "transform": SPLINE,
+                "net": CONV,
+            },
+            [2, 4, 4],
+            name="spline-checkerboard",
+        ),
+        *_on(
+            {"type": "coupling", "mask": "channel", "transform": SPLINE, "net": RESNET},
+            [4, 2, 2],
+            name="spline-channel",
+        ),
+    ],
+    "autoregressive": [
+        *_on({"type": "autoregressive", "net": MADE}, [4], name="maf-affine"),
+        *_on(
+            {"type": "autoregressive", "direction": "iaf", "order": "random", "net": MADE},
+            [5],
+            name="iaf-affine-random",
+        ),
+        *_on(
+            {"type": "autoregressive", "transform": SPLINE, "order": "reversed", "net": MADE},
+            [4],
+            name="maf-spline-reversed",
+        ),
+        *_on(
+            {"type": "autoregressive", "direction": "iaf", "transform": SPLINE, "net": MADE},
+            [3],
+            name="iaf-spline",
+        ),
+        *_on(
+            {
+                "type": "autoregressive",
+                "transform": {"type": "additive"},
+                "order": [2, 0, 3, 1],
+                "net": {"hidden": [2], "activation": "tanh"},
+            },
+            [4],
+            name="maf-additive-narrow",
         ),
     ],
     "tarflow": [

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,8 +68,9 @@ def test_limits_doc_lists_every_limit_and_its_example_runs() -> None:
 
 
 # Python blocks of the docs that run as written (the others need a run's files or a GPU).
-RUNNABLE = [("README.md", 0), ("docs/spec.md", 0), ("docs/training.md", 0),
-            ("docs/training.md", 1), ("docs/export.md", 0), ("docs/performance.md", 0)]  # fmt: skip
+RUNNABLE = [("README.md", 0), ("README.md", 1), ("docs/spec.md", 0), ("docs/training.md", 0),
+            ("docs/training.md", 1), ("docs/export.md", 0),
+            ("docs/performance.md", 0)]  # fmt: skip
 
 
 def _python_blocks(path: str) -> list[str]:
@@ -85,3 +87,19 @@ def test_docs_python_examples_run(path: str, index: int, tmp_path: Path) -> None
                             text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1",
                             "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_conditional_page_example_runs_and_its_graph_excerpt_is_true(monkeypatch: Any) -> None:
+    import flowspec
+
+    monkeypatch.chdir(ROOT)
+    text = (ROOT / "docs" / "conditional.md").read_text()
+    namespace: dict[str, Any] = {}
+    exec(text.split("```python\n", 1)[1].split("```", 1)[0], namespace)
+    assert namespace["upper"].shape == (500, 2) and namespace["mixed"].shape == (4, 2)
+    assert namespace["log_p"].shape == (8,)
+    assert (namespace["back"] - namespace["x"][:8]).abs().max() < 1e-4
+    excerpt = text.split("$ flowspec graph specs/conditional_moons.yaml\n", 1)[1].split("```")[0]
+    shown = [line for line in excerpt.splitlines() if line.strip() != "..."]
+    graph = flowspec.format_graph(flowspec.build_graph("specs/conditional_moons.yaml"))
+    assert all(line in graph.splitlines() for line in shown), shown

@@ -22,7 +22,12 @@ from flowspec.errors import FlowspecError
 from flowspec.exporters import export
 from flowspec.exporters.pysource import python_source
 from flowspec.nn.flow import Flow
-from flowspec.nn.oracles import deterministic, example_inputs, perturb_parameters
+from flowspec.nn.oracles import (
+    deterministic,
+    example_context,
+    example_inputs,
+    perturb_parameters,
+)
 from tests.catalogue import op_example_params
 from tests.helpers import HUGE_SPECS, LARGE_SPECS, SPEC_FILES, example_spec, narrowed
 
@@ -33,8 +38,12 @@ ALLOWED_IMPORTS = {"__future__", "hashlib", "math", "pathlib", "torch", "safeten
 def prepared(spec: Any, n_init: int = 32, scale: float = 0.05) -> Flow:
     """A compiled flow after data-dependent init, moved off the identity."""
     flow = flowspec.compile(spec, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    context = example_context(flow, n_init, gen)  # a conditional spec's (None otherwise)
+    if context is not None and context.is_floating_point():
+        context = context.float()
     with torch.no_grad():
-        flow(example_inputs(flow, n_init, torch.Generator().manual_seed(0)).float())
+        flow(example_inputs(flow, n_init, gen).float(), context)
     return perturb_parameters(flow, scale=scale, seed=3)
 
 
@@ -87,8 +96,16 @@ def assert_bit_for_bit(flow: Flow, model: torch.nn.Module, n: int = 3) -> None:
         assert same(s1, model.sample(n, temperature=0.7))
 
 
+# Shipped specs with a context section: export refuses them (the generated file and the traced
+# programs take no context); test_conditional_flows_refuse_export checks the refusal and that
+# this list is exactly the conditional shipped specs, so no other spec can be skipped.
+CONDITIONAL_SPECS = {"conditional_moons", "conditional_digits"}
+
+
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.stem)
 def test_python_source_reproduces_every_shipped_spec(path: Path, tmp_path: Path) -> None:
+    if path.stem in CONDITIONAL_SPECS:
+        pytest.skip(f"{path.stem} is conditional: export refuses it (checked below)")
     spec: Any = path
     if path.stem in HUGE_SPECS:  # written out at full size; run at narrow width (same structure)
         with torch.device("meta"):
@@ -114,14 +131,21 @@ def test_python_source_reproduces_every_catalogue_example(
     bases = ({"type": "normal"}, {"type": "diag_normal"}, {"type": "mixture"})
     for base in (bases[sum(map(ord, kind + str(shape))) % 3],):
         flow = prepared(example_spec(shape, layers, base=base))
-        try:
-            python_source(flow)
-        except FlowspecError as exc:  # a kind still without emit(): named, and shown as skipped
-            assert exc.codes == ["export-unsupported"]
-            pytest.skip(f"{kind} cannot be written as Python source yet: {exc}")
         module = generated(flow, tmp_path, f"{kind}_{base['type']}")
         model = module.Example.from_file(flowspec.save(flow, tmp_path / "m.safetensors"))
         assert_bit_for_bit(flow, model)
+
+
+def test_conditional_flows_refuse_export(tmp_path: Path) -> None:
+    conditional = {p.stem for p in SPEC_FILES if flowspec.load_spec(p).context is not None}
+    assert conditional == CONDITIONAL_SPECS
+    flow = prepared("conditional_moons")
+    for suffix in (".py", ".pt2", ".onnx"):
+        with pytest.raises(FlowspecError) as exc:
+            export(flow, tmp_path / f"m{suffix}")
+        assert exc.value.codes == ["export-unsupported"]
+        assert "conditional flow" in str(exc.value) and "context" in str(exc.value)
+        assert not (tmp_path / f"m{suffix}").exists()  # nothing half-written
 
 
 def test_generated_file_refuses_other_weights_and_keeps_float64(tmp_path: Path) -> None:
@@ -176,7 +200,20 @@ VECTORS = example_spec(
 )  # fmt: skip
 
 
-@pytest.mark.parametrize("spec", [VECTORS, GLOWISH], ids=["vectors", "images"])
+SPLINE = {"type": "spline", "bins": 4, "bound": 2.0}
+MADE = {"type": "made", "hidden": [8], "activation": "tanh"}
+SPLINES_AND_AUTOREGRESSIVE = example_spec(
+    [3],
+    [{"type": "coupling", "mask": "alternating", "transform": SPLINE, "net": MLP},
+     {"type": "autoregressive", "direction": "maf", "transform": SPLINE, "net": MADE},
+     {"type": "autoregressive", "direction": "iaf", "order": "random", "net": MADE}],
+)  # fmt: skip
+PROGRAM_SPECS = pytest.mark.parametrize(
+    "spec", [VECTORS, GLOWISH, SPLINES_AND_AUTOREGRESSIVE], ids=["vectors", "images", "spline-ar"]
+)
+
+
+@PROGRAM_SPECS
 def test_pt2_programs_match_the_flow(spec: Any, tmp_path: Path) -> None:
     flow = prepared(spec)
     with deterministic(flow):  # no dequantisation noise: the outputs can be compared
@@ -194,7 +231,7 @@ def test_pt2_programs_match_the_flow(spec: Any, tmp_path: Path) -> None:
                 assert torch.allclose(inverse(z), flow.inverse(z), atol=1e-4)
 
 
-@pytest.mark.parametrize("spec", [VECTORS, GLOWISH], ids=["vectors", "images"])
+@PROGRAM_SPECS
 def test_onnx_programs_match_the_flow(spec: Any, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     flow = prepared(spec)
@@ -237,9 +274,12 @@ def test_cli_export_writes_each_format(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["(5,", "2)", "(3,)"]
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    if Path(ruff).exists():  # the generated file is clean, formatted Python
+    if Path(ruff).exists():  # the generated files are clean, formatted Python
+        files = [tmp_path / "moons.py"]
+        for name in ("nsf_checkerboard", "maf_spirals"):  # the spline and MADE sources too
+            files.append(export(flowspec.compile(name), tmp_path / f"{name}.py"))
         for check in (["check", "--select", "E,F,W,I,UP,B"], ["format", "--check"]):
-            assert subprocess.run([ruff, *check, str(tmp_path / "moons.py")],
+            assert subprocess.run([ruff, *check, *map(str, files)],
                                   capture_output=True).returncode == 0  # fmt: skip
     for bad in (["-o", str(tmp_path / "m.txt")], ["-o", str(tmp_path / "m.py"), "--inverse"]):
         assert main(["export", str(model), *bad]) == 2  # usage errors

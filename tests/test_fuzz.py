@@ -28,7 +28,12 @@ import flowspec
 from flowspec.errors import FlowspecError
 from flowspec.layers import OPS
 from flowspec.layers.masks import MASKS
-from flowspec.nn.oracles import example_inputs, perturb_parameters, run_oracles
+from flowspec.nn.oracles import (
+    example_context,
+    example_inputs,
+    perturb_parameters,
+    run_oracles,
+)
 from flowspec.spec.source import read_source
 from tests.helpers import SPEC_FILES
 
@@ -125,7 +130,8 @@ def _check(data: dict[str, Any], as_text: bool) -> None:
         assert exc.codes == ["limit-exceeded"] and exc.diagnostics[0].location is not None
         return
     with torch.no_grad():
-        flow(example_inputs(flow, 64, torch.Generator().manual_seed(0)))
+        gen = torch.Generator().manual_seed(0)
+        flow(example_inputs(flow, 64, gen), example_context(flow, 64, gen))
     perturb_parameters(flow, scale=0.05, seed=0)
     results = run_oracles(flow, n=2, seed=0)
     assert all(r.ok for r in results), [(r.name, r.error, r.tolerance) for r in results]

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 import flowspec
-from flowspec.nn.oracles import deterministic, example_inputs, jacobian_logdet, perturb_parameters
+from flowspec.nn.oracles import (
+    deterministic,
+    example_context,
+    example_inputs,
+    jacobian_logdet,
+    perturb_parameters,
+)
 from tests.helpers import HUGE_SPECS, LARGE_SPECS, ROOT, SPEC_FILES
 
 SMALL = [p for p in SPEC_FILES if p.stem not in LARGE_SPECS]
@@ -49,30 +55,32 @@ def test_paper_size_transformer_flows_match_their_sources(name: str) -> None:
 @pytest.mark.parametrize("path", SMALL, ids=lambda p: p.stem)
 def test_spec_round_trip_and_logdet(path: Path) -> None:
     flow = flowspec.compile(path).double()
+    gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        flow(example_inputs(flow, 64, torch.Generator().manual_seed(0)))
+        flow(example_inputs(flow, 64, gen), example_context(flow, 64, gen))
     perturb_parameters(flow, scale=0.05, seed=1)
     with deterministic(flow):
-        x = example_inputs(flow, 2, torch.Generator().manual_seed(2))
+        gen = torch.Generator().manual_seed(2)
+        x, c = example_inputs(flow, 2, gen), example_context(flow, 2, gen)
         with torch.no_grad():
-            z, logdet = flow(x)
-            assert (flow.inverse(z) - x).abs().max() < 1e-8
-        oracle = jacobian_logdet(flow, x)
+            z, logdet = flow(x, c)
+            assert (flow.inverse(z, c) - x).abs().max() < 1e-8
+        oracle = jacobian_logdet(flow, x, c)
     assert torch.allclose(logdet, oracle, atol=1e-8 * (1 + float(oracle.abs().max())), rtol=0)
 
 
 @pytest.mark.parametrize("path", SMALL, ids=lambda p: p.stem)
 def test_save_load_gives_identical_outputs(path: Path, tmp_path: Path) -> None:
     flow = flowspec.compile(path)
-    with torch.no_grad():
-        flow(example_inputs(flow, 32).float())  # data-dependent init happens before saving
+    with torch.no_grad():  # data-dependent init happens before saving
+        flow(example_inputs(flow, 32).float(), example_context(flow, 32))
     perturb_parameters(flow, scale=0.05, seed=3)
     file = flowspec.save(flow, tmp_path / "m.safetensors")
     loaded = flowspec.load(file)
     with deterministic(flow), deterministic(loaded), torch.no_grad():
-        x = example_inputs(flow, 8).float()
-        z1, ld1 = flow(x)
-        z2, ld2 = loaded(x)
+        x, c = example_inputs(flow, 8).float(), example_context(flow, 8)
+        z1, ld1 = flow(x, c)
+        z2, ld2 = loaded(x, c)
     assert torch.equal(z1, z2) and torch.equal(ld1, ld2)
     assert loaded.spec.model_dump() == flow.spec.model_dump()
 

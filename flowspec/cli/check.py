@@ -35,7 +35,12 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     import flowspec
-    from flowspec.nn.oracles import example_inputs, perturb_parameters, run_oracles
+    from flowspec.nn.oracles import (
+        example_context,
+        example_inputs,
+        perturb_parameters,
+        run_oracles,
+    )
 
     if is_model:
         from flowspec.cli.eval import training_info
@@ -51,11 +56,13 @@ def _run(args: argparse.Namespace) -> int:
     else:
         flow = flowspec.compile(source).double()
         with torch.no_grad():  # data-dependent init first, then move off the identity
-            flow(example_inputs(flow, 64, torch.Generator().manual_seed(args.seed)))
+            gen = torch.Generator().manual_seed(args.seed)
+            flow(example_inputs(flow, 64, gen), example_context(flow, 64, gen))
         perturb_parameters(flow, scale=args.scale, seed=args.seed)
         what = f"fresh weights perturbed by {args.scale} x N(0, 1)"
     results = run_oracles(flow, n=args.examples, seed=args.seed)
-    print(f"{args.target}: {args.examples} random inputs, float64, {what}")
+    contexts = ", random contexts" if flow.conditional else ""
+    print(f"{args.target}: {args.examples} random inputs{contexts}, float64, {what}")
     rows: list[tuple[Any, ...]] = [("check", "max error", "tolerance", "result")]
     rows += [
         (r.name, f"{r.error:.3g}", f"{r.tolerance:.3g}", "ok" if r.ok else "FAIL") for r in results

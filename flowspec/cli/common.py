@@ -19,6 +19,7 @@ __all__ = [
     "add_no_verify",
     "block_of",
     "block_summary",
+    "column_list",
     "format_error",
     "limit_assignment",
     "nonfinite_error",
@@ -121,6 +122,19 @@ def format_error(exc: Any) -> str:
             f"shown; --limit diagnostics=N shows more)"
         )
     return text
+
+
+def column_list(text: str) -> tuple[int, ...]:
+    """argparse type: 0-based column numbers, comma-separated (``2`` or ``0,3``)."""
+    try:
+        columns = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 0-based column numbers like 2 or 0,3, got {text!r}"
+        ) from None
+    if any(c < 0 for c in columns):
+        raise argparse.ArgumentTypeError(f"column numbers start at 0, got {text!r}")
+    return columns
 
 
 def write_text(text: str, path: str | None) -> None:

@@ -28,7 +28,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     import flowspec
     from flowspec.data import check_levels, load_splits
-    from flowspec.training.evaluate import to_batch
+    from flowspec.training.evaluate import context_tensor, to_batch
     from flowspec.training.setup import data_init
 
     spec = read_spec(args.spec)
@@ -37,10 +37,22 @@ def _run(args: argparse.Namespace) -> int:
         seed = spec.data.seed if spec.data is not None else 0
         size, crop = (spec.data.image_size(), spec.data.crop) if spec.data else (None, "none")
         shape = tuple(flow.input_shape)
-        splits = load_splits(args.init_data, shape, seed=seed, size=size, crop=crop)
+        columns = spec.data.context_columns if spec.data is not None else None
+        splits = load_splits(
+            args.init_data,
+            shape,
+            seed=seed,
+            size=size,
+            crop=crop,
+            context=spec.context,
+            context_columns=columns,
+        )
         known = splits.discrete_levels
         check_levels([splits.train], flow.discrete_levels, f"data {args.init_data!r}", known)
-        done = data_init(flow, to_batch(splits.train[:512]))
+        context = context_tensor(splits.context_of("train")) if flow.conditional else None
+        done = data_init(
+            flow, to_batch(splits.train[:512]), None if context is None else context[:512]
+        )
         used = min(512, len(splits.train))
         print(
             f"data-dependent init on {used} examples of {args.init_data}"

@@ -18,6 +18,7 @@ from typing import Any
 from flowspec.cli.common import (
     Command,
     add_no_verify,
+    column_list,
     nonfinite_error,
     positive_int,
     require_model,
@@ -42,6 +43,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         help="a split of a built-in set or of the training data (default test); "
         "a --data FILE is scored whole unless a split is given",
     )
+    p.add_argument(
+        "--context-columns",
+        type=column_list,
+        metavar="COLS",
+        help="0-based columns of a table file that hold the context (default: as trained)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=2048, help="(2048)")
     p.add_argument(
         "--json", action="store_true", help="print one JSON object (nll, bits_per_dim, n)"
@@ -56,9 +63,10 @@ def _same_file(a: str, b: str | None) -> bool:
         return False
 
 
-def _examples(args: argparse.Namespace, flow: Any, info: dict[str, Any]) -> tuple[Any, str]:
-    """The examples to score and a description of them."""
-    from flowspec.data import check_levels, is_builtin, load_examples, load_splits
+def _examples(args: argparse.Namespace, flow: Any, info: dict[str, Any]) -> tuple[Any, str, Any]:
+    """The examples to score, a description of them, and their contexts (a conditional flow's;
+    None otherwise)."""
+    from flowspec.data import check_levels, is_builtin, load_examples_with_contexts, load_splits
 
     spec = flow.spec
     source = args.data or info.get("data") or (spec.data.name if spec.data else None)
@@ -72,8 +80,14 @@ def _examples(args: argparse.Namespace, flow: Any, info: dict[str, Any]) -> tupl
         )
     shape = tuple(flow.input_shape)
     size, crop = (spec.data.image_size(), spec.data.crop) if spec.data else (None, "none")
+    columns = args.context_columns or info.get("context_columns")
+    if columns is None and spec.data is not None and source == spec.data.name:
+        columns = spec.data.context_columns
+    wanted = spec.context if flow.conditional else None
     if args.data and args.split is None and not is_builtin(source):
-        x, known = load_examples(source, shape, size, crop)
+        x, known, context = load_examples_with_contexts(
+            source, shape, size, crop, context=wanted, context_columns=columns
+        )
         if _same_file(source, info.get("data")):
             print(
                 f"note: {source} is the file this model was trained on, scored whole; "
@@ -84,11 +98,22 @@ def _examples(args: argparse.Namespace, flow: Any, info: dict[str, Any]) -> tupl
     else:
         split = args.split or "test"
         seed = info.get("data_seed", spec.data.seed if spec.data else 0)
-        splits = load_splits(source, shape, seed=seed, size=size, crop=crop)
+        splits = load_splits(
+            source,
+            shape,
+            seed=seed,
+            size=size,
+            crop=crop,
+            context=wanted,
+            context_columns=columns,
+        )
         x, known = getattr(splits, split), splits.discrete_levels
+        context = splits.context_of(split) if flow.conditional else None
         what = f"the {split} split of {source} ({len(x)} examples)"
     check_levels([x], flow.discrete_levels, f"data {source!r}", known)
-    return x, what
+    if flow.conditional:
+        what += " given their contexts"
+    return x, what, context
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -98,10 +123,10 @@ def _run(args: argparse.Namespace) -> int:
 
     weights = read_weights(args.model, verify=not args.no_verify)
     flow = flow_from_file(weights)
-    x, what = _examples(args, flow, training_info(weights.metadata))
-    score = evaluate(flow, x, batch_size=args.batch_size)
+    x, what, context = _examples(args, flow, training_info(weights.metadata))
+    score = evaluate(flow, x, batch_size=args.batch_size, context=context)
     if not math.isfinite(score.nll):
-        raise _nonfinite(flow, x, score.nll, args.batch_size)
+        raise _nonfinite(flow, x, score.nll, args.batch_size, context)
     if args.json:
         print(json.dumps(score.as_dict()))
     else:
@@ -111,20 +136,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _nonfinite(flow: Any, data: Any, nll: float, batch_size: int) -> Exception:
+def _nonfinite(flow: Any, data: Any, nll: float, batch_size: int, context: Any = None) -> Exception:
     """The error for a non-finite NLL: the first layer whose output is not finite on the first
     batch that gives one."""
     import torch
 
-    from flowspec.training.evaluate import flow_dtype, to_batch
+    from flowspec.training.evaluate import context_tensor, flow_dtype, to_batch
 
-    layer, dtype = None, flow_dtype(flow)
+    layer, dtype, c = None, flow_dtype(flow), context_tensor(context)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the same noise as the evaluation
         for start in range(0, len(data), batch_size):  # read batch by batch (data on disk)
             batch = to_batch(data[start : start + batch_size], dtype)
-            if not bool(torch.isfinite(flow.log_prob(batch)).all()):
-                layer = flow.first_nonfinite(batch)
+            cb = None if c is None else c[start : start + batch_size]
+            if not bool(torch.isfinite(flow.log_prob(batch, cb)).all()):
+                layer = flow.first_nonfinite(batch, cb)
                 break
     return nonfinite_error(
         f"the NLL is {nll} (not a number eval can report)",

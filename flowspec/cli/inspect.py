@@ -45,6 +45,8 @@ def _layer_rows(graph: Any, weights: Any) -> tuple[list[tuple[Any, ...]], str]:
             counts[owner] = counts.get(owner, 0) + tensor.numel()
     what = "parameters" if listed else "values (parameters and buffers)"
     rows: list[tuple[Any, ...]] = [("layer", "kind", what)]
+    if graph.spec.context is not None:
+        rows += [("context", graph.spec.context.describe(), counts.get("context", 0))]
     rows += [(name, kind, counts.get(name, 0)) for name, kind in ops.items()]
     rows += [("base", graph.spec.base.type, counts.get("base", 0))]
     return [*rows, ("total", "", sum(counts.values()))], what

@@ -8,7 +8,14 @@ import shlex
 import sys
 from typing import Any
 
-from flowspec.cli.common import Command, UsageError, positive_float, positive_int, read_spec
+from flowspec.cli.common import (
+    Command,
+    UsageError,
+    column_list,
+    positive_float,
+    positive_int,
+    read_spec,
+)
 
 __all__ = ["COMMAND", "OVERRIDES"]
 
@@ -40,7 +47,13 @@ def _count(text: str) -> int:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC", help="spec file (.yaml)")
-    p.add_argument("--data", metavar="NAME|FILE", help="built-in data set or .npy/.csv file")
+    p.add_argument("--data", metavar="NAME|FILE", help="built-in data set or .npy/.npz/.csv file")
+    p.add_argument(
+        "--context-columns",
+        type=column_list,
+        metavar="COLS",
+        help="0-based columns of a table file that hold the context (e.g. 2 or 0,3)",
+    )
     length = p.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=positive_int, metavar="N", help="passes over the data")
     length.add_argument("--steps", type=positive_int, metavar="N", help="optimizer steps")
@@ -143,6 +156,18 @@ def _config(args: argparse.Namespace, spec: Any) -> Any:
         raise UsageError(f"the flags and the spec's train: section disagree: {problems}") from None
 
 
+def _data(args: argparse.Namespace, spec: Any) -> Any:
+    """``--data`` as given, or with ``--context-columns`` a ``DataSpec`` carrying both."""
+    if args.context_columns is None:
+        return args.data
+    from flowspec.spec.training import DataSpec
+
+    base = spec.data or DataSpec()
+    return base.model_copy(
+        update={"name": args.data or base.name, "context_columns": args.context_columns}
+    )
+
+
 def _resume_command(argv: list[str], launcher: list[str] | None = None) -> str:
     """The command line that continues this run: the same flags, ``--resume``, no stop."""
     kept, skip = [], False
@@ -220,7 +245,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = train(
             spec,
-            data=args.data,
+            data=_data(args, spec),
             config=config,
             out_dir=out,
             resume=args.resume,
@@ -268,6 +293,8 @@ EPILOG_TRAIN = """examples:
   flowspec train specs/glow_digits.yaml --nproc 2          # 2 processes (torchrun + DDP)
   torchrun --nproc-per-node 4 -m flowspec train specs/glow_cifar10.yaml --device cuda \\
       --data cifar-10-batches-bin --precision bf16 --workers 4
+  flowspec train specs/conditional_moons.yaml             # the moon labels are the context
+  flowspec train my_spec.yaml --data table.csv --context-columns 4
 
 Defaults come from the spec's 'train:' and 'data:' sections; flags override them. A directory
 that holds a run is refused unless --resume or --overwrite. A resumed run must use the same

@@ -7,14 +7,20 @@ train/validation/test :class:`Splits`. File-backed sets are shuffled once with t
 carved 80/10/10; a format that ships its own test part (CIFAR-10's ``test_batch.bin``) keeps it
 as the test split and holds out a tenth of the rest for validation. :func:`load_examples` reads
 every example of a file, unsplit (``flowspec eval --data FILE`` scores a held-out file whole);
-:func:`check_levels` refuses data a ``dequantize`` layer cannot model.
+:func:`check_levels` refuses data a ``dequantize`` layer cannot model. The contexts of
+conditional flows travel with the examples: built-in sets' labels, a format's labels, an
+``.npz``'s ``context`` array, or ``context_columns`` of a table; :mod:`flowspec.data.context`
+checks them against a spec's ``context:``. Exact densities of the 2-D sets:
+:mod:`flowspec.data.densities`.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +34,8 @@ from flowspec.data.base import (
     fail,
 )
 from flowspec.data.checks import check_levels
+from flowspec.data.context import check_context, check_splits_context, take_columns
+from flowspec.data.densities import log_density
 from flowspec.data.digits import DIGITS
 from flowspec.data.files import load_file
 from flowspec.data.toy import TOY_SETS, moons_log_density
@@ -43,7 +51,9 @@ __all__ = [
     "is_builtin",
     "list_datasets",
     "load_examples",
+    "load_examples_with_contexts",
     "load_splits",
+    "log_density",
     "moons_log_density",
 ]
 
@@ -114,13 +124,28 @@ def check_source(source: str, location: Location | None = None, path: str = "dat
     raise DataError(Diagnostic(diag.code, diag.message, path, location, diag.hint))
 
 
-def _check_shape(found: tuple[int, ...], shape: tuple[int, ...] | None, where: str) -> None:
+def _check_shape(
+    found: tuple[int, ...], shape: tuple[int, ...] | None, where: str, conditional: bool = False
+) -> None:
     if shape is not None and found != tuple(shape):
         msg = f"{where} has examples of shape {found}, but the spec's input shape is {shape}"
         hint = "change the spec's input shape or use matching data"
         if math.prod(found) == math.prod(shape):
             hint = "the sizes agree: reshape the data or change the spec's input shape"
+        elif conditional and len(found) == len(shape) == 1 and found[0] > shape[0]:
+            hint = "a conditional flow: name the table's context columns (--context-columns)"
         raise fail("data-shape", msg, hint)
+
+
+def _with_context_columns(loaded: Loaded, columns: Sequence[int], where: str) -> Loaded:
+    """A table's examples without the context columns, and those columns as its context."""
+    if not isinstance(loaded.data, np.ndarray) or loaded.test is not None:
+        raise fail("context-shape", f"data in {where}: context columns need a table (N, D)")
+    data, found = take_columns(np.asarray(loaded.data), columns, f"data in {where}")
+    levels = loaded.levels
+    if levels is not None and data.size:  # integer data: the levels of what remains
+        levels = int(data.max()) + 1 if int(data.min()) >= 0 else None
+    return Loaded(data, labels=found, levels=levels)
 
 
 def load_examples(
@@ -143,15 +168,52 @@ def load_examples(
             f"{source!r} is a built-in data set, not a file",
             "built-in sets are scored by split: --split train|val|test",
         )
+    data, levels, _ = load_examples_with_contexts(source, shape, size, crop)
+    return data, levels
+
+
+def load_examples_with_contexts(
+    source: str,
+    shape: tuple[int, ...] | None = None,
+    size: tuple[int, int] | None = None,
+    crop: str = "none",
+    context: Any = None,
+    context_columns: Sequence[int] | None = None,
+) -> tuple[np.ndarray | Rows, int | None, np.ndarray | None]:
+    """:func:`load_examples` with the examples' contexts (None when the file has none),
+    checked against a conditional spec's ``context`` when given."""
+    if source in DATASETS:
+        raise fail(
+            "unknown-dataset",
+            f"{source!r} is a built-in data set, not a file",
+            "built-in sets are scored by split: --split train|val|test",
+        )
     check_source(source)
     wanted = None if shape is None else tuple(shape)
     loaded = load_file(Path(source), _names(), wanted, size, crop, split=False)
+    where = Path(source).name
+    if context_columns:
+        loaded = _with_context_columns(loaded, context_columns, where)
     data = _rows_of(loaded.data, np.arange(loaded.data.shape[0]))
+    labels = loaded.labels
     if loaded.test is not None:
         test = _rows_of(loaded.test, np.arange(loaded.test.shape[0]))
         data = np.concatenate([np.asarray(data), np.asarray(test)])
-    _check_shape(tuple(data.shape[1:]), wanted, f"data in {Path(source).name}")
-    return data, loaded.levels
+        if labels is not None:
+            extra = loaded.test_labels
+            extra = np.zeros(len(test), np.int64) if extra is None else extra
+            labels = np.concatenate([labels, extra])
+    _check_shape(tuple(data.shape[1:]), wanted, f"data in {where}", context is not None)
+    if context is not None:
+        if labels is None:
+            raise fail(
+                "context-missing",
+                f"the flow is conditional but data {source!r} has no context",
+                "give an .npz with arrays 'x' and 'context', or name the context columns of a "
+                "table (--context-columns)",
+            )
+        labels = check_context(labels, context, f"data {source!r}")
+    return data, loaded.levels, labels
 
 
 def load_splits(
@@ -161,6 +223,8 @@ def load_splits(
     seed: int = 0,
     size: tuple[int, int] | None = None,
     crop: str = "none",
+    context: Any = None,
+    context_columns: Sequence[int] | None = None,
 ) -> Splits:
     """Load a built-in data set, a user file or a folder as deterministic train/val/test splits.
 
@@ -179,6 +243,10 @@ def load_splits(
         size: Resize images of a folder to ``(H, W)``.
         crop: ``"center"``: cut images of a folder to their largest centred region with the
             target's aspect ratio first.
+        context: The spec's ``context:`` (a conditional flow): the data's context is checked
+            against it; None leaves any context unchecked (unconditional flows ignore it).
+        context_columns: Columns (0-based) of a table file (``.csv``, a 2-D ``.npy``) that hold
+            the context rather than the examples.
 
     Returns:
         The :class:`Splits`; train/val/test are disjoint. ``contexts`` holds the labels of
@@ -191,21 +259,28 @@ def load_splits(
     """
     check_source(source)
     info, contexts = DATASETS.get(source), None
+    if info is not None and context_columns:
+        raise fail(
+            "context-shape",
+            f"context columns apply to table files, not to the built-in set {source!r}",
+            "drop --context-columns: built-in sets carry their labels",
+        )
     if info is not None:
-        train, val, test = info.generate(seed)
+        if info.labels is not None:
+            (train, val, test), contexts = info.labels(seed)
+        else:
+            train, val, test = info.generate(seed)
         levels, where = info.discrete_levels, f"data set {source!r}"
     else:
         wanted = None if shape is None else tuple(shape)
         loaded = load_file(Path(source), _names(), wanted, size, crop)
+        if context_columns:
+            loaded = _with_context_columns(loaded, context_columns, Path(source).name)
         (train, val, test), labels = split_loaded(loaded, seed)
         contexts = None if labels is None else tuple(labels)
         levels, where = loaded.levels, f"data in {Path(source).name}"
-    _check_shape(tuple(train.shape[1:]), None if shape is None else tuple(shape), where)
-    return Splits(
-        train=train,
-        val=val,
-        test=test,
-        name=source,
-        discrete_levels=levels,
-        contexts=contexts,  # type: ignore[arg-type]
-    )
+    found, wanted = tuple(train.shape[1:]), None if shape is None else tuple(shape)
+    _check_shape(found, wanted, where, context is not None)
+    columns = tuple(context_columns) if context_columns else None
+    splits = Splits(train, val, test, source, levels, contexts, columns)  # type: ignore[arg-type]
+    return check_splits_context(splits, context)

@@ -6,7 +6,9 @@ discrete data (digits, integer files, images) keeps the smallest integer type th
 batch by batch, inside the flow. Splits are deterministic for a given ``seed`` and never overlap.
 
 A split is a numpy array, or for data too large to hold in memory (memory-mapped ``.npy`` files,
-folders of images) a :class:`Rows`: the same rows, read from disk when indexed.
+folders of images) a :class:`Rows`: the same rows, read from disk when indexed. A data set may
+carry a context per example (``Splits.contexts``): integer class labels ``(N,)`` or float vectors
+``(N, K)``, split with the examples; unconditional flows ignore it.
 """
 
 from __future__ import annotations
@@ -203,17 +205,28 @@ class Splits:
     name: str
     discrete_levels: int | None
     contexts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    context_columns: tuple[int, ...] | None = None  # the table columns the contexts came from
+
+    def context_of(self, split: str) -> np.ndarray | None:
+        """The context of ``split`` (``train``, ``val`` or ``test``), or None."""
+        if self.contexts is None:
+            return None
+        return self.contexts[("train", "val", "test").index(split)]
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Per-example shape, e.g. ``(2,)`` or ``(1, 8, 8)``."""
         return tuple(self.train.shape[1:])
 
-    def digest(self) -> str:
-        """SHA-256 of the three splits' dtypes, shapes and values and of ``discrete_levels``:
-        equal digests mean the same examples in the same splits (a resumed run checks it)."""
+    def digest(self, with_contexts: bool = False) -> str:
+        """SHA-256 of the three splits' dtypes, shapes and values and of ``discrete_levels``
+        (and of the contexts, for a conditional flow): equal digests mean the same examples in
+        the same splits (a resumed run checks it)."""
         digest = hashlib.sha256(f"levels={self.discrete_levels}".encode())
-        for array in (self.train, self.val, self.test):
+        arrays: list[Any] = [self.train, self.val, self.test]
+        if with_contexts and self.contexts is not None:
+            arrays += list(self.contexts)
+        for array in arrays:
             digest.update(f"\0{array.dtype.str}\0{array.shape}\0".encode())
             if isinstance(array, Rows):  # on disk: never loaded whole
                 array.fingerprint(digest)
@@ -238,12 +251,15 @@ class Loaded:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A built-in data set: ``generate(seed)`` returns ``(train, val, test)``."""
+    """A built-in data set: ``generate(seed)`` returns ``(train, val, test)``; a labelled one
+    also has ``labels(seed)``, returning those splits and their labels (``0 .. classes-1``)."""
 
     generate: Callable[[int], SplitTriple]
     shape: tuple[int, ...]
     discrete_levels: int | None
     description: str
+    labels: Callable[[int], tuple[SplitTriple, SplitTriple]] | None = None
+    classes: int | None = None
 
 
 def fail(code: str, message: str, hint: str | None = None) -> DataError:

@@ -1,4 +1,5 @@
-"""scikit-learn's bundled 8x8 digits (no download): 1797 images, integers 0..16 as uint8.
+"""scikit-learn's bundled 8x8 digits (no download): 1797 images, integers 0..16 as uint8, with
+the digit (0..9) of each as its label.
 
 scikit-learn is an optional dependency (``pip install 'flowspec[digits]'``); asking for the
 digits without it is a ``missing-extra`` error that names the extra.
@@ -14,7 +15,7 @@ from flowspec.errors import Diagnostic, FlowspecError
 __all__ = ["DIGITS"]
 
 
-def _digits_splits(seed: int) -> SplitTriple:
+def _digits_labelled(seed: int) -> tuple[SplitTriple, SplitTriple]:
     try:
         from sklearn.datasets import load_digits  # bundled with scikit-learn, no download
     except ImportError:
@@ -26,8 +27,21 @@ def _digits_splits(seed: int) -> SplitTriple:
                 hint="pip install 'flowspec[digits]' (or: pip install scikit-learn)",
             )
         ) from None
-    images = load_digits().images.astype(np.uint8)[:, None, :, :]
-    return carve(images, seed)
+    digits = load_digits()
+    images = digits.images.astype(np.uint8)[:, None, :, :]
+    # carve shuffles with the seed alone, so images and labels stay aligned
+    return carve(images, seed), carve(digits.target.astype(np.int64), seed)
 
 
-DIGITS = DatasetInfo(_digits_splits, (1, 8, 8), 17, "sklearn 8x8 digits, integers 0..16")
+def _digits_splits(seed: int) -> SplitTriple:
+    return _digits_labelled(seed)[0]
+
+
+DIGITS = DatasetInfo(
+    _digits_splits,
+    (1, 8, 8),
+    17,
+    "sklearn 8x8 digits, integers 0..16",
+    labels=_digits_labelled,
+    classes=10,
+)

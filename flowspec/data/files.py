@@ -5,6 +5,7 @@
 |---|---|---|
 | ``.npy`` (memory-mapped, never unpickled) | ``(N, D)`` or ``(N, C, H, W)`` | - |
 | ``.csv`` (numbers, an optional header row; numpy's C reader) | ``(N, D)`` | - |
+| ``.npz`` with arrays ``x`` and (optional) ``context`` | as ``.npy`` | ``context`` |
 | ``.npz``, ImageNet-32/64 style (:mod:`flowspec.data.npz`) | uint8 ``(N, C, H, W)`` | 1-based |
 | ``.bin`` or a folder of CIFAR-10 binary batches (:mod:`flowspec.data.cifar`) | uint8 | 0..9 |
 | a folder of PNG/JPEG images (:mod:`flowspec.data.images`) | uint8 | class folders |
@@ -26,7 +27,7 @@ import numpy as np
 from flowspec.data.base import MIN_EXAMPLES, Loaded, fail, smallest_integer_type
 from flowspec.data.cifar import is_cifar_folder, load_cifar_file, load_cifar_folder
 from flowspec.data.images import load_image_folder
-from flowspec.data.npz import is_npz_folder, load_npz_file, load_npz_folder
+from flowspec.data.npz import is_npz_folder, load_npz_file, load_npz_folder, npz_member
 
 __all__ = ["LOADERS", "RECORD_LOADERS", "load_file", "load_folder"]
 
@@ -163,14 +164,44 @@ def _typed(data: np.ndarray, path: Path) -> tuple[np.ndarray, int | None]:
 
 
 def _load_array(path: Path) -> Loaded:
-    data = LOADERS[path.suffix.lower()](path)
+    return _checked(LOADERS[path.suffix.lower()](path), path)
+
+
+def _checked(data: np.ndarray, path: Path, context: np.ndarray | None = None) -> Loaded:
+    """Examples of a supported rank, typed; ``context`` (one per example) kept as labels."""
     if data.ndim not in (2, 4):
         msg = f"data in {path} has array shape {data.shape}; expected (N, D) or (N, C, H, W)"
         raise fail("data-shape", msg, "reshape it, e.g. images to (N, 1, H, W)")
     if len(data) == 0:
         raise fail("data-too-small", f"{path} holds no examples", "provide some examples")
     data, levels = _typed(data, path)
-    return Loaded(data, levels=levels)
+    return Loaded(data, labels=context, levels=levels)
+
+
+def _load_npz(path: Path, shape: tuple[int, ...] | None) -> Loaded:
+    """An ``.npz`` of examples ``x`` and their ``context`` (a conditional flow's data), or an
+    ImageNet-style one (members ``data`` and ``labels``)."""
+    x = npz_member(path, "x")
+    if x is None:
+        if npz_member(path, "data") is None:
+            raise fail(
+                "data-unreadable",
+                f"{path} has no member 'x' (examples, with an optional 'context') and no member "
+                "'data' (ImageNet-style images)",
+                "save with numpy.savez(path, x=examples, context=labels_or_vectors)",
+            )
+        return load_npz_file(path, shape)
+    context = npz_member(path, "context")
+    hint = "save with numpy.savez(path, x=examples, context=labels_or_vectors)"
+    for name, arr in (("x", x), ("context", context)):
+        if arr is not None and arr.dtype.kind not in "biuf":
+            raise fail("data-unreadable", f"{path}: array {name!r} is not numeric", hint)
+    if context is not None:
+        context = np.asarray(context)
+        if len(context) != len(x):
+            msg = f"{path}: {len(context)} contexts for {len(x)} examples"
+            raise fail("context-shape", msg, "give one context per example")
+    return _checked(np.asarray(x), path, context)
 
 
 def _enough(loaded: Loaded, path: Path, split: bool) -> Loaded:
@@ -194,7 +225,7 @@ def _enough(loaded: Loaded, path: Path, split: bool) -> Loaded:
 LOADERS: dict[str, Callable[[Path], np.ndarray]] = {".npy": _load_npy, ".csv": _load_csv}
 # Formats that carry their own structure (labels, a test part, 8-bit images).
 RECORD_LOADERS: dict[str, Callable[[Path, tuple[int, ...] | None], Loaded]] = {
-    ".npz": load_npz_file,
+    ".npz": _load_npz,
     ".bin": lambda path, shape: load_cifar_file(path),
 }
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.errors import Diagnostic, FlowspecError
+from flowspec.nn.emit import refuse_conditional
 from flowspec.nn.flow import Flow
 
 __all__ = ["EXAMPLE_BATCH", "exported_program", "traced", "write_onnx", "write_pt2"]
@@ -48,7 +49,9 @@ class _Inverse(nn.Module):
 
 @contextlib.contextmanager
 def traced(flow: Flow, inverse: bool) -> Iterator[tuple[nn.Module, Tensor]]:
-    """The module to trace (eval mode, constants frozen) and an example input."""
+    """The module to trace (eval mode, constants frozen) and an example input (a conditional
+    flow is ``export-unsupported``)."""
+    refuse_conditional(flow)
     dtype = next((p.dtype for p in flow.parameters()), torch.get_default_dtype())
     gen = torch.Generator().manual_seed(0)
     if inverse:

@@ -19,7 +19,7 @@ import textwrap
 import yaml
 
 from flowspec.io import spec_json
-from flowspec.nn.emit import HELPERS, Emitted, emit_part, literal
+from flowspec.nn.emit import HELPERS, Emitted, emit_part, literal, refuse_conditional
 from flowspec.nn.flow import Flow
 
 __all__ = ["class_name", "python_source"]
@@ -225,8 +225,10 @@ def python_source(flow: Flow) -> str:
 
     Raises:
         FlowspecError: ``export-unsupported`` naming the first part (layer, conditioner,
-            transform or base) that cannot be written as Python source.
+            transform or base) that cannot be written as Python source, or for a conditional
+            flow.
     """
+    refuse_conditional(flow)
     parts = [
         (step.name, emit_part(step.module, f"layer '{step.name}' ({step.kind})"))
         for step in flow.steps

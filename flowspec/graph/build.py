@@ -15,12 +15,13 @@ from typing import Any
 import networkx as nx
 
 from flowspec.errors import Diagnostic, GraphError, Location, SpecError
-from flowspec.graph.ir import FINAL_LATENT, INPUT, FlowGraph, OpNode, latent_name
+from flowspec.graph.ir import CONTEXT, FINAL_LATENT, INPUT, FlowGraph, OpNode, latent_name
 from flowspec.graph.mixing import analyse_mixing
 from flowspec.layers import OPS
 from flowspec.layers.base import Grid, InferContext
 from flowspec.layers.split import SplitSpec
 from flowspec.layers.squeeze import SqueezeSpec
+from flowspec.spec.bases import BASES
 from flowspec.spec.budget import check_budget
 from flowspec.spec.models import FlowSpec, LevelSpec, RepeatSpec, SplitOptions
 from flowspec.spec.source import PathKey
@@ -43,6 +44,11 @@ class _Builder:
         self.latents: list[str] = []
         self.preprocessed: list[str] = []  # kinds of the preprocessing ops so far
         self.graph.add_node(INPUT, kind="input", shape=self.shape)
+        self.context = spec.context.features if spec.context is not None else 0
+        if spec.context is not None:
+            self.graph.add_node(
+                CONTEXT, kind="context", shape=spec.context.per_example, features=self.context
+            )
 
     def locate(self, path: PathKey) -> Location | None:
         source = self.spec.source
@@ -147,9 +153,8 @@ class _Builder:
             )
             return
         seed = zlib.crc32(f"{self.spec.seed}:{name}".encode())
-        ctx = InferContext(
-            self.shape, repeat_index, seed, self.grid if len(self.shape) == 2 else None
-        )
+        grid = self.grid if len(self.shape) == 2 else None
+        ctx = InferContext(self.shape, repeat_index, seed, self.context, grid)
         inferred = opdef.infer(spec, ctx)
         for p in inferred.problems:
             path = next(
@@ -169,6 +174,9 @@ class _Builder:
         )
         self.graph.add_node(name, kind=spec.type, op=node)
         self.graph.add_edge(*self.cursor[:1], name, src_port=self.cursor[1], shape=self.shape)
+        if inferred.params.get("context"):
+            shape = self.graph.nodes[CONTEXT]["shape"]
+            self.graph.add_edge(CONTEXT, name, src_port=0, shape=shape, context=True)
         if len(inferred.out_shapes) == 2:
             latent = latent_name(name)
             self.graph.add_node(latent, kind="latent", shape=inferred.out_shapes[1])
@@ -176,6 +184,26 @@ class _Builder:
             self.latents.append(latent)
         self.cursor, self.shape = (name, 0), inferred.out_shapes[0]
         self.grid = inferred.params.get("grid", self.grid) if len(self.shape) == 2 else None
+
+    def check_context(self) -> None:
+        """A conditional base needs a context; a context needs a user."""
+        spec, conditional_base = self.spec, BASES[self.spec.base.type].conditional
+        if conditional_base and spec.context is None:
+            self.error(
+                "context-required",
+                f"base '{spec.base.type}' is conditional but the spec has no 'context:' section",
+                ("base", "type"),
+                "add 'context: {classes: N}' or 'context: {shape: [K]}', or use base normal",
+            )
+        used = CONTEXT in self.graph and self.graph.out_degree(CONTEXT) > 0
+        if spec.context is not None and not used and not conditional_base:
+            self.error(
+                "context-unused",
+                "the spec declares a context but no layer or base uses it",
+                ("context",),
+                "conditioners (couplings, autoregressive layers, learned split priors) and a "
+                "conditional_normal base take it; add one, or drop 'context:'",
+            )
 
     def finish(self) -> FlowGraph:
         self.graph.add_node(FINAL_LATENT, kind="latent", shape=self.shape)
@@ -235,13 +263,15 @@ def build_graph(spec: FlowSpec) -> FlowGraph:
     for index, level in enumerate(spec.levels):
         builder.level(level, index)
     builder.items(spec.layers, ("layers",), "layers", 0)
-    if not builder.errors and builder.graph.number_of_nodes() == 1:
+    if not builder.errors and not any("op" in d for _, d in builder.graph.nodes(data=True)):
         builder.error(
             "empty-flow",
             "the flow has no layers",
             ("layers",),
             "add a 'layers:' list (or 'levels:') with at least one layer",
         )
+    if not builder.errors:
+        builder.check_context()
     if builder.errors:
         raise GraphError(builder.errors)
     return check_graph(builder.finish())

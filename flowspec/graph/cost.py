@@ -40,6 +40,7 @@ from flowspec.version import __version__
 __all__ = ["BlockCost", "CostReport", "cost_report", "file_size", "format_bytes", "format_cost"]
 
 MODES = ("plain", "invertible")
+FEATURES = "features"  # the storage of a conditional flow's context features
 # Steps whose input invertible backprop stores (in training): see flowspec.nn.invertible.
 CHECKPOINTED = {"batchnorm", "dequantize"}
 DTYPES = {"float": ("F32", 4), "int64": ("I64", 8), "bool": ("BOOL", 1)}
@@ -58,6 +59,7 @@ class BlockCost:
     flops: int = 0
     flops_batch: int = 0
     saved: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODES, 0))
+    saved_batch: int = 0  # plain memory: elements kept once per batch (masked weights)
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,13 @@ class CostReport:
     file_bytes: int
     tensors: tuple[TensorInfo, ...]
     float_bytes: int = 4
+    saved_batch: int = 0  # plain memory: elements kept once per batch, not per example
 
     def activation_bytes(self, batch: int, memory: str = "plain") -> int:
         """Bytes of activations a training step keeps at ``batch`` examples."""
         peak = self.backward_peak if memory == "invertible" else 0
-        return (self.saved[memory] + peak) * batch * self.float_bytes
+        once = self.saved_batch if memory == "plain" else 0
+        return ((self.saved[memory] + peak) * batch + once) * self.float_bytes
 
     def training_bytes(self, batch: int, memory: str = "plain") -> int:
         """Estimated peak memory of a training step with Adam: weights, gradients, two moment
@@ -91,6 +95,7 @@ def cost_report(graph: FlowGraph, passes: Sequence[str] = DEFAULT_PASSES) -> Cos
     """The costs of ``graph``'s flow compiled with the optimisation ``passes``; see the module
     docstring."""
     walk = _Walk(graph, frozenset(passes))
+    walk.context()
     for op in graph.ops():
         walk.op(op)
     walk.base()
@@ -104,6 +109,7 @@ def cost_report(graph: FlowGraph, passes: Sequence[str] = DEFAULT_PASSES) -> Cos
         flops=sum(b.flops for b in blocks),
         flops_batch=sum(b.flops_batch for b in blocks),
         saved={m: sum(b.saved[m] for b in blocks) for m in MODES},
+        saved_batch=sum(b.saved_batch for b in blocks),
         backward_peak=walk.peak,
         file_bytes=file_size(
             tensors, json.dumps(graph.spec.model_dump(mode="json"), sort_keys=True)
@@ -148,6 +154,7 @@ class _Walk:
         block.params += cost.params
         block.flops += cost.flops
         block.flops_batch += cost.flops_batch
+        block.saved_batch += cost.saved_batch
         self.tensors += [_renamed(op.name, t) for t in cost.tensors]
         local = 0
         for saved in cost.saved:
@@ -168,23 +175,63 @@ class _Walk:
             return storage, size
         if saved.storage == "new":
             return next(self.ids), saved.elements
+        if saved.storage == FEATURES:
+            return FEATURES, saved.elements  # one storage per call, shared by its readers
         return (name, saved.storage), saved.elements
+
+    def context(self) -> None:
+        """A conditional flow's context encoder: its tensors (a class embedding, or a vector
+        context's standardisation statistics); the features it produces are the storage
+        :data:`FEATURES` that the ops and the base reading them keep."""
+        spec = self.graph.spec.context
+        if spec is None:
+            return
+        block = self.block("context")
+        tensors = context_tensors(spec)
+        block.params += sum(t.numel for t in tensors if t.param)
+        self.tensors += [_renamed("context", t) for t in tensors]
+        if block.params:  # a learned embedding: it keeps the labels (int64, two float32 units)
+            for mode in MODES:
+                self.keep(mode, block, "labels", 2)
+            # features that need a gradient reach every step: invertible backprop rebuilds
+            # from the first one (flowspec.nn.backprop_plan)
+            self.trained = True
 
     def base(self) -> None:
         spec = self.graph.spec.base
         dim = self.graph.latent_size()
-        tensors, saved = BASES[spec.type].cost(spec, dim)
+        context = self.graph.spec.context
+        tensors, saved, flops = BASES[spec.type].cost(spec, dim, context.features if context else 0)
         block = self.block("base")
         block.params += sum(t.numel for t in tensors if t.param)
+        block.flops += flops
         self.tensors += [_renamed("base", t) for t in tensors]
         if self.trained:
             self.keep("invertible", block, "z", dim)  # the backward pass keeps z
+            if context is not None:  # and the context features (flowspec.nn.invertible)
+                self.keep("invertible", block, FEATURES, context.features)
         if not (self.trained or block.params):
             return  # nothing needs a gradient: nothing is kept
         for item in saved:
-            key = item.storage if item.storage == "z" else next(self.ids)
+            key = item.storage if item.storage in ("z", FEATURES) else next(self.ids)
             for mode in MODES:
                 self.keep(mode, block, key, item.elements)
+
+
+def context_tensors(spec: Any) -> tuple[TensorInfo, ...]:
+    """The tensors of the context encoder for a ``context:`` spec (names under ``context.``)."""
+    if getattr(spec, "classes", None) is not None:
+        if not spec.embedding:
+            return ()  # one-hot: nothing learned
+        return (TensorInfo("embedding.weight", (spec.classes, spec.embedding)),)
+    if not spec.normalize:
+        return ()
+    f = spec.features
+    return (
+        TensorInfo("mean", (1, f), param=False),
+        TensorInfo("std", (1, f), param=False),
+        TensorInfo("initialized", (), "bool", param=False),
+    )
 
 
 def _renamed(prefix: str, t: TensorInfo) -> TensorInfo:

@@ -2,7 +2,10 @@
 
 The networkx ``MultiDiGraph`` (``FlowGraph.graph``) has:
 
-* node ``"x"`` (``kind="input"``), the data; one node per op instance named by its instance path
+* node ``"x"`` (``kind="input"``), the data; for a conditional flow node ``"c"``
+  (``kind="context"``, ``shape`` one example's context: ``(K,)`` or ``()`` for a class label),
+  with an edge (``context=True``) to every op whose conditioner takes the context; one node per
+  op instance named by its instance path
   (``layers.0.3.1`` = item 1 of the body of the repeat block ``layers.0``, repetition 3) with an
   :class:`OpNode` under the attribute ``op``; one node per latent, ``"z"`` (the final one) or
   ``"z:<split name>"`` (``kind="latent"``);
@@ -30,9 +33,18 @@ from flowspec.spec.source import PathKey
 if TYPE_CHECKING:
     from flowspec.graph.mixing import MixingReport
 
-__all__ = ["FINAL_LATENT", "INPUT", "FlowGraph", "OpNode", "latent_name"]
+__all__ = [
+    "CONTEXT",
+    "FINAL_LATENT",
+    "INPUT",
+    "FlowGraph",
+    "OpNode",
+    "data_in_edges",
+    "latent_name",
+]
 
 INPUT = "x"
+CONTEXT = "c"
 FINAL_LATENT = "z"
 
 
@@ -58,6 +70,11 @@ class OpNode:
 def latent_name(split_name: str) -> str:
     """The latent node a split named ``split_name`` factors out."""
     return f"{FINAL_LATENT}:{split_name}"
+
+
+def data_in_edges(graph: nx.MultiDiGraph, node: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The edges carrying data into ``node`` (not the context edge of a conditioner)."""
+    return [e for e in graph.in_edges(node, data=True) if not e[2].get("context")]
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,9 +111,21 @@ class FlowGraph:
         return self.graph.nodes[name]["op"]
 
     def source_of(self, node: str) -> tuple[str, int]:
-        """``(node, port)`` feeding ``node``'s single input."""
-        ((src, _, edge),) = self.graph.in_edges(node, data=True)
+        """``(node, port)`` feeding ``node``'s single data input."""
+        ((src, _, edge),) = data_in_edges(self.graph, node)
         return src, edge["src_port"]
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the flow takes a context (its spec has a ``context:`` section)."""
+        return CONTEXT in self.graph
+
+    def context_users(self) -> list[str]:
+        """The ops whose conditioner takes the context, in execution order."""
+        if not self.conditional:
+            return []
+        users = {v for _, v in self.graph.out_edges(CONTEXT)}
+        return [op.name for op in self.ops() if op.name in users]
 
     def latent_shapes(self) -> list[tuple[str, Shape]]:
         """``(latent node, shape)`` in the order they are concatenated into the flat z."""

@@ -18,6 +18,10 @@ O(D * (SAMPLED_INPUTS / 64 + log_64 D)) words, time O(ops * D) vectorised.
 Two things are reported as warnings: latent elements that never interacted with any other input
 element, and couplings that repeat the previous coupling's mask with nothing but elementwise
 ops in between (the second one cannot mix anything new).
+
+A conditional flow's context is one more word at the end of every row: an op whose conditioner
+takes it ORs the context's bit into every element its network computes, so the report also says
+which latent elements depend on the context (``context_deps``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import networkx as nx
 import numpy as np
 
 from flowspec.errors import Diagnostic
-from flowspec.graph.ir import INPUT
+from flowspec.graph.ir import CONTEXT, INPUT, data_in_edges
 from flowspec.layers import OPS
 from flowspec.layers.bits import or_reduce, popcount
 
@@ -57,6 +61,7 @@ class MixingReport:
     rows: np.ndarray
     full_after: str | None  # first op after which every element depends on every input
     exact: bool = True
+    context_deps: tuple[bool, ...] | None = None  # per latent element; None: unconditional
 
     def _column(self, input_index: int) -> int:
         found = np.searchsorted(self.inputs, input_index)
@@ -114,7 +119,17 @@ class MixingReport:
             )
         return self._tracked_bits().astype(int).tolist()
 
+    def context_count(self) -> int | None:
+        """How many latent elements depend on the context (None: an unconditional flow)."""
+        return None if self.context_deps is None else sum(self.context_deps)
+
     def summary(self) -> str:
+        text = self._input_summary()
+        if self.context_deps is not None:
+            text += f"; {self.context_count()} of {len(self.rows)} depend on the context"
+        return text
+
+    def _input_summary(self) -> str:
         where = f" (from {self.full_after} on)" if self.full_after else ""
         if self.exact:
             counts = self.counts()
@@ -165,22 +180,30 @@ def analyse_mixing(flow: FlowGraph) -> tuple[MixingReport, tuple[Diagnostic, ...
     size = prod(graph.nodes[INPUT]["shape"])
     tracked, start, exact = initial_rows(size)
     full = or_reduce(start)  # the row of an element that depends on every input
+    words = start.shape[1]
+    context = None
+    if CONTEXT in graph:  # one more word per row: bit 0 of it stands for the context
+        start = np.concatenate([start, np.zeros((size, 1), dtype=start.dtype)], axis=1)
+        context = np.zeros((1, words + 1), dtype=start.dtype)
+        context[0, words] = 1
     values: dict[tuple[str, int], np.ndarray] = {(INPUT, 0): start}
     warnings: list[Diagnostic] = []
     full_after: str | None = None
     last_mask: tuple[int, ...] | None = None
     for node in nx.topological_sort(graph):
         data = graph.nodes[node]
-        if data.get("kind") in ("input",):
+        if data.get("kind") in ("input", "context"):
             continue
-        ((src, _, edge),) = graph.in_edges(node, data=True)
+        ((src, _, edge),) = data_in_edges(graph, node)
         deps = values.pop((src, edge["src_port"]))  # each port is read once: free it
         op = data.get("op")
         if op is None:
             values[(node, 0)] = deps
             continue
         opdef = OPS[op.kind]
-        outs = opdef.mix(op.params, op.in_shape, deps)
+        outs = opdef.mix(
+            op.params, op.in_shape, deps, context if op.params.get("context") else None
+        )
         for port, out in enumerate(outs):
             values[(node, port)] = out
         if opdef.role == "coupling":
@@ -200,10 +223,11 @@ def analyse_mixing(flow: FlowGraph) -> tuple[MixingReport, tuple[Diagnostic, ...
             last_mask = mask
         elif opdef.role != "elementwise":
             last_mask = None
-        if full_after is None and len(outs) == 1 and _all_equal(outs[0], full):
+        if full_after is None and len(outs) == 1 and _all_equal(outs[0][:, :words], full):
             full_after = op.name
     rows = np.concatenate([values.pop((latent, 0)) for latent in flow.latents])
-    report = MixingReport(size, tracked, rows, full_after, exact)
+    context_deps = None if context is None else tuple(rows[:, words].astype(bool).tolist())
+    report = MixingReport(size, tracked, rows[:, :words], full_after, exact, context_deps)
     alone = report.unmixed()
     if alone:
         shown = ", ".join(map(str, alone[:8])) + (", ..." if len(alone) > 8 else "")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from math import prod
 from typing import Any
 
-from flowspec.graph.ir import FlowGraph
+from flowspec.graph.ir import CONTEXT, FlowGraph
+from flowspec.layers import OPS
+from flowspec.spec.bases import BASES
 
 __all__ = ["format_graph", "to_dot", "to_mermaid"]
 
@@ -36,7 +38,12 @@ def _detail(op: Any) -> str:
     if "log_scale" in fields:
         parts.append(f"log_scale {op.spec.log_scale}")
     elif "transform" in fields:
-        options = op.spec.transform.model_dump(exclude={"type"})
+        transform = op.spec.transform
+        floors = {k for k in type(transform).model_fields if k.startswith("min_")}
+        options = {
+            **transform.model_dump(exclude={"type", *floors}),
+            **transform.model_dump(include=floors, exclude_defaults=True),
+        }
         given = ", ".join(f"{k}={v}" for k, v in options.items())
         parts.append(f"transform {op.spec.transform.type}" + (f"({given})" if given else ""))
     perm = op.params.get("perm")
@@ -44,7 +51,29 @@ def _detail(op: Any) -> str:
         parts.append(f"perm {list(perm)}" if len(perm) <= 12 else f"perm {op.spec.order}")
     if op.params.get("prior"):
         parts.append(f"prior {op.params['prior']}")
+    passes = OPS[op.kind].passes
+    if passes is not None and "order" in op.params:
+        order = op.params["order"]
+        parts.append(f"order {list(order) if len(order) <= 12 else op.spec.order}")
+        forward, inverse = passes(op.params)
+        parts.append(f"passes: forward {forward}, inverse {inverse}")
+    if op.params.get("context"):
+        parts.append("context")
     return ", ".join(parts)
+
+
+def _context_text(spec: Any) -> str:
+    context = spec.context
+    if context is None:
+        return ""
+    if hasattr(context, "classes"):
+        how = f"embedding {context.embedding}" if context.embedding else "one-hot encoded"
+        return f", context: {context.classes} classes ({how})"
+    return f", context: vector {list(context.shape)}" + (" normalised" if context.normalize else "")
+
+
+def _conditional_base(spec: Any) -> bool:
+    return BASES[spec.base.type].conditional
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -57,7 +86,7 @@ def format_graph(graph: FlowGraph) -> str:
     ops = list(graph.ops())
     lines = [
         f"flow '{spec.name}': input {_shape(graph.input_shape)}, "
-        f"{len(ops)} ops, base {spec.base.type}"
+        f"{len(ops)} ops, base {spec.base.type}{_context_text(spec)}"
     ]
     rows = [("#", "op", "kind", "in -> out", "details")]
     for i, op in enumerate(ops):
@@ -78,9 +107,20 @@ def format_graph(graph: FlowGraph) -> str:
     if mixing is not None:
         lines.append(f"mixing: {mixing.summary()}")
         if mixing.input_size <= 8:
-            lines.append("  latent <- inputs")
+            context = mixing.context_deps
+            lines.append("  latent <- inputs" + (" | context" if context is not None else ""))
             for i, row in enumerate(mixing.matrix()):
-                lines.append(f"  z[{i}] <- " + "".join("x" if v else "." for v in row))
+                cells = "".join("x" if v else "." for v in row)
+                if context is not None:
+                    cells += " | " + ("c" if context[i] else ".")
+                lines.append(f"  z[{i}] <- {cells}")
+    if graph.conditional:
+        users = graph.context_users()
+        lines.append(
+            f"context 'c' {_shape(graph.graph.nodes[CONTEXT]['shape'])} feeds "
+            f"{len(users)} op(s)"
+            + (f" and the base ({spec.base.type})" if _conditional_base(spec) else "")
+        )
     for warning in graph.warnings:
         lines.append(warning.format())
     return "\n".join(lines)
@@ -91,6 +131,8 @@ def _label(flow: FlowGraph, node: str) -> str:
     if "op" in data:
         op = data["op"]
         return f"{op.name}\\n{op.kind}\\n{_shape(op.in_shape)}"
+    if data.get("kind") == "context":
+        return f"{node} (context)\\n{_shape(data['shape'])}"
     return f"{node}\\n{_shape(data['shape'])}"
 
 
@@ -100,10 +142,11 @@ def to_dot(flow: FlowGraph) -> str:
     lines = [f'digraph "{flow.name}" {{', "  rankdir=TB; node [shape=box, fontsize=10];"]
     ids = {node: f"n{i}" for i, node in enumerate(graph.nodes)}
     for node, data in graph.nodes(data=True):
-        shape = "ellipse" if data.get("kind") in ("input", "latent") else "box"
+        shape = "ellipse" if data.get("kind") in ("input", "latent", "context") else "box"
         lines.append(f'  {ids[node]} [label="{_label(flow, node)}", shape={shape}];')
     for u, v, data in graph.edges(data=True):
-        lines.append(f'  {ids[u]} -> {ids[v]} [label="{_shape(data["shape"])}"];')
+        style = ", style=dashed" if data.get("context") else ""
+        lines.append(f'  {ids[u]} -> {ids[v]} [label="{_shape(data["shape"])}"{style}];')
     lines.append("}")
     return "\n".join(lines)
 
@@ -117,5 +160,6 @@ def to_mermaid(flow: FlowGraph) -> str:
         label = _label(flow, node).replace("\\n", "<br/>")
         lines.append(f'  {ids[node]}["{label}"]')
     for u, v, data in graph.edges(data=True):
-        lines.append(f'  {ids[u]} -->|"{_shape(data["shape"])}"| {ids[v]}')
+        arrow = "-.->" if data.get("context") else "-->"
+        lines.append(f'  {ids[u]} {arrow}|"{_shape(data["shape"])}"| {ids[v]}')
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flowspec.layers import (
     actnorm,
+    autoregressive,
     batchnorm,
     coupling,
     dequantize,
@@ -31,6 +32,7 @@ ALL_OPS: tuple[OpDef, ...] = (
     coupling.AFFINE,
     coupling.COUPLING,
     tarflow.OP,
+    autoregressive.OP,
     permute.OP,
     actnorm.OP,
     scale.OP,

@@ -93,13 +93,16 @@ class Problem:
 @dataclass(frozen=True)
 class InferContext:
     """What a shape rule may know about where its op sits: its input shape, the index of the
-    innermost ``repeat`` it is in, a seed derived from the flow's seed and the op's name, and for
-    token sequences ``(T, D)`` the ``(rows, cols)`` patch grid the tokens came from (set by
-    ``patchify``; None means one row of ``T`` tokens)."""
+    innermost ``repeat`` it is in, a seed derived from the flow's seed and the op's name, the
+    width of the flow's context features (0: an unconditional flow), and for token sequences
+    ``(T, D)`` the ``(rows, cols)`` patch grid the tokens came from (set by ``patchify``; None
+    means one row of ``T`` tokens). An op whose conditioner takes the context records that width
+    as ``params["context"]``; the graph then draws an edge from the context node to it."""
 
     in_shape: Shape
     repeat_index: int = 0
     seed: int = 0
+    context: int = 0
     grid: Grid | None = None
 
 
@@ -112,8 +115,14 @@ class Inferred:
     problems: tuple[Problem, ...] = ()
 
 
-def identity_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
-    """Mixing rule of an elementwise op: every output element depends on its own input."""
+def identity_mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
+    """Mixing rule of an elementwise op: every output element depends on its own input.
+
+    A mixing rule maps the rows of its input elements to those of its outputs; ``context`` is
+    the row ``(1, words)`` of the flow's context when the op's conditioner takes it (else None),
+    to be OR-ed into every output its conditioner computes."""
     return (deps,)
 
 
@@ -135,7 +144,9 @@ class OpDef:
     ``flowspec/nn/<module>.py`` (its ``build(spec, in_shape, params)``); it defaults to ``kind``.
     ``codes`` lists the diagnostic codes its shape rule can report. A ``preprocess`` op
     belongs in the spec's ``preprocess`` list, at most once, in increasing ``order``
-    (``dequantize`` 0, then ``logit`` 1).
+    (``dequantize`` 0, then ``logit`` 1). ``passes`` gives, for an op with params, how many
+    sequential passes of its network each direction takes (forward, inverse); None for the
+    one-pass ops.
     ``cost`` is its cost rule (:mod:`flowspec.layers.cost`: tensors, FLOPs, what training saves).
     """
 
@@ -144,11 +155,12 @@ class OpDef:
     infer: Callable[[Any, InferContext], Inferred]
     role: Role
     summary: str
-    mix: Callable[[Mapping[str, Any], Shape, Deps], tuple[Deps, ...]] = identity_mix
+    mix: Callable[[Mapping[str, Any], Shape, Deps, Deps | None], tuple[Deps, ...]] = identity_mix
     ranks: tuple[int, ...] = (1, 3)
     module: str = ""
     codes: tuple[str, ...] = ()
     order: int = 0
+    passes: Callable[[Mapping[str, Any]], tuple[int, int]] | None = None
     cost: Callable[[Any, Any], Any] | None = None  # (spec, CostContext) -> OpCost
 
     @property

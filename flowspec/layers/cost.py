@@ -16,7 +16,9 @@ Conventions, chosen so that every number can be checked against torch
 - ``saved``: what autograd keeps for backward, as distinct storages of elements per example. A
   storage named ``"input"`` is the op's input (shared with whoever else saves it, e.g. the op
   before it); any other name is local to the op, so two uses of one name are one storage.
-  Per-batch constants (masks, per-channel statistics) are left out.
+  Per-batch constants (masks, per-channel statistics) are left out, except weights built and
+  kept once per batch (a MADE's masked weight ``weight * mask`` and the mask its product
+  keeps): ``saved_batch``, elements per batch (plain memory).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class OpCost:
     flops_batch: int = 0
     saved: tuple[Saved, ...] = ()
     output_is_input: tuple[int, ...] = ()
+    saved_batch: int = 0
 
     @property
     def params(self) -> int:

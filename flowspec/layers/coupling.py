@@ -47,6 +47,7 @@ from flowspec.layers.transforms import (
     AffineSpec,
     LogScale,
     TransformSpec,
+    check_transform,
 )
 
 __all__ = [
@@ -177,10 +178,13 @@ def infer_coupling(spec: CouplingFields, ctx: InferContext) -> Inferred:
     if not problems and net.rank == rank:
         kept, moved = _part_shapes(mask, shape, axis if spec.net_input == "half" else None)
         problems += net.fits(spec.net, kept, moved)
+    problems += check_transform(spec.transform_spec)
     radius = net.radius(spec.net) if rank == 3 else None
     params: dict[str, Any] = {"mask": mask, "radius": radius}
     if rank == 2:
         params["grid"] = ctx.grid or (1, shape[0])
+    if ctx.context:
+        params["context"] = ctx.context
     return Inferred((shape,), params, tuple(problems))
 
 
@@ -195,16 +199,19 @@ def _part_shapes(mask: tuple[int, ...], shape: Shape, axis: int | None) -> tuple
     return (*before, kept, *after), (*before, shape[axis - 1] - kept, *after)
 
 
-def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def coupling_mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """Transformed elements depend on themselves and on the kept elements their conditioner
-    sees: all of them for vectors, those within its receptive field (any channel) for images."""
+    sees: all of them for vectors, those within its receptive field (any channel) for images;
+    and on the context when the conditioner takes it (every output of the net does)."""
     mask = params["mask"]
     if len(mask) != len(deps):
         return (deps,)
     kept = mask.bits if isinstance(mask, Mask) else np.asarray(mask, dtype=bool)
     if len(in_shape) != 3:
         out = deps.copy()
-        out[~kept] |= or_reduce(deps[kept])
+        out[~kept] |= _with(or_reduce(deps[kept]), context)
         return (out,)
     channels, height, width = in_shape
     rows = deps.reshape(channels, height * width, -1)
@@ -213,11 +220,16 @@ def coupling_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tupl
         keep = planes[:, 0]
         seen = window_or(or_reduce(rows[keep]), height, width, params.get("radius"))
         out = rows.copy()
-        out[~keep] |= seen
+        out[~keep] |= _with(seen, context)
         return (out.reshape(deps.shape),)
     ones = np.where(planes, ~np.uint64(0), np.uint64(0))[..., None]  # all bits where kept
     seen = window_or(or_reduce(rows & ones), height, width, params.get("radius"))
-    return ((rows | (seen & ~ones)).reshape(deps.shape),)
+    return ((rows | (_with(seen, context) & ~ones)).reshape(deps.shape),)
+
+
+def _with(rows: Deps, context: Deps | None) -> Deps:
+    """``rows`` with the context's bit OR-ed in (unchanged without a context)."""
+    return rows if context is None else rows | context
 
 
 def coupling_cost(spec: CouplingFields, ctx: CostContext) -> OpCost:
@@ -237,15 +249,24 @@ def coupling_cost(spec: CouplingFields, ctx: CostContext) -> OpCost:
         net_in, net_out = (*before, len(kept), *after), (*before, len(moved), *after)
     else:
         source, net_in, net_out = "input", shape, shape
-    net = NETS[spec.net.type].cost(spec.net, net_in, net_out, transform.n_params)
+    n_out = transform.n_params(spec.transform_spec)
+    context, netdef = ctx.params.get("context", 0), NETS[spec.net.type]
+    if netdef.appends_context:  # features appended as inputs (channels) of the net
+        net_in = (net_in[0] + context, *net_in[1:])
+        net = netdef.cost(spec.net, net_in, net_out, n_out)
+    else:  # the net maps the features itself and keeps them (the shared features storage)
+        net = netdef.cost(spec.net, net_in, net_out, n_out, context)
     moved_cost = transform.cost(spec.transform_spec, net_out)
     net_source = Saved(d, "masked" if spec.net_input == "masked" else source)
+    if context and netdef.appends_context:  # a new concatenation of its input and the features
+        net_source = Saved(numel(net_in), "with_context")
     flops = net.flops
     if "kept_inputs" in ctx.passes and spec.net_input == "masked" and spec.net.type == "mlp":
-        kept = sum(mask)  # the first layer reads the kept coordinates only
-        flops = NETS["mlp"].cost(spec.net, (kept,), net_out, transform.n_params).flops
+        kept = sum(mask) + context  # the first layer reads the kept coordinates only
+        flops = NETS["mlp"].cost(spec.net, (kept,), net_out, n_out).flops
         net_source = Saved(kept, "kept")
     saved = [net_source, Saved(net.hidden)]
+    saved += [] if netdef.appends_context or not context else [Saved(context, "features")]
     saved += [Saved(moved_cost.saved)] + ([Saved(d, source)] if moved_cost.saves_input else [])
     return OpCost(
         prefixed("net", net.tensors) + moved_cost.tensors,
@@ -292,6 +313,7 @@ def _coupling_op(kind: str, spec: type[CouplingFields], summary: str) -> OpDef:
             "net-input",
             "net-tokens",
             "attention-heads",
+            "spline-minimum",
         ),
         ranks=(1, 2, 3),
         cost=coupling_cost,

@@ -31,7 +31,9 @@ def _infer(spec: InvConvSpec, ctx: InferContext) -> Inferred:
     return Inferred((ctx.in_shape,), {"seed": ctx.seed})
 
 
-def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def _mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """Every channel at a position depends on all channels at that position (O(D) ORs)."""
     if len(in_shape) == 2:  # tokens: the values of each token mix
         t, d = in_shape
@@ -43,7 +45,9 @@ def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, 
 
 def _cost(spec: InvConvSpec, ctx: CostContext) -> OpCost:
     """A 1x1 convolution (a product for vectors) keeping its input; LU builds ``W = P L U``
-    with two C x C products per batch."""
+    with two C x C products per batch, and that build keeps, once per batch, C x C tensors
+    (the masks and factors its products and masking keep, and W) and ``exp(log_s)`` with the
+    signs (counted on flowspec.nn.invconv: 5 C^2 + 2 C)."""
     c, positions = ctx.in_shape[0], prod(ctx.in_shape[1:])
     if len(ctx.in_shape) == 2:  # token sequences: the token values are the channels
         positions, c = ctx.in_shape
@@ -62,6 +66,7 @@ def _cost(spec: InvConvSpec, ctx: CostContext) -> OpCost:
         flops=2 * c * c * positions,
         flops_batch=4 * c**3 if spec.lu else 0,
         saved=(Saved(c * positions, "input"),),
+        saved_batch=5 * c * c + 2 * c if spec.lu else 0,
     )
 
 

@@ -178,12 +178,15 @@ def _resnet_cost(spec: ResNetSpec, in_shape: Shape, out_shape: Shape, n_out: int
     return NetCost(tensors + layer, flops + f, (per_block * spec.blocks + 1) * ch * positions)
 
 
-def _vit_cost(spec: ViTSpec, in_shape: Shape, out_shape: Shape, n_out: int) -> NetCost:
-    """The bidirectional transformer (with its encoder LayerNorm) under ``net``."""
+def _vit_cost(
+    spec: ViTSpec, in_shape: Shape, out_shape: Shape, n_out: int, context: int = 0
+) -> NetCost:
+    """The bidirectional transformer (with its encoder LayerNorm) under ``net``; with a
+    context, its linear map of the features to the model width (added to every token)."""
     sizes = {"width": spec.width, "depth": spec.depth, "heads": spec.heads}
     net = transformer(
         in_shape[0], in_shape[1], n_out * out_shape[1], **sizes, mlp_ratio=spec.mlp_ratio,
-        final_norm=True,
+        final_norm=True, context=context,
     )  # fmt: skip
     return NetCost(prefixed("net", net.tensors), net.flops, net.hidden)
 
@@ -201,14 +204,18 @@ def _batch_norm(channels: int) -> tuple[TensorInfo, ...]:
 @dataclass(frozen=True)
 class NetDef(SpecRow):
     """One conditioner type: its spec model, the input rank it takes, its receptive field, its
-    cost rule ``(spec, in_shape, out_shape, n_out) -> NetCost``, and ``fits(net, kept_shape,
+    cost rule ``(spec, in_shape, out_shape, n_out) -> NetCost``, ``fits(net, kept_shape,
     moved_shape)``: the problems of mapping those shapes (located relative to the coupling's
-    spec path)."""
+    spec path), and how it reads a conditional flow's context: ``appends_context`` (the MLP
+    and the convolutional nets) takes the features as more inputs or channels, counted in the
+    ``in_shape`` its cost rule gets; otherwise (``vit``: a linear map added to every token)
+    the rule is called with the features' width as a fifth argument."""
 
     rank: int
     radius: Callable[[Any], int | None]
-    cost: Callable[[Any, Shape, Shape, int], NetCost]
+    cost: Callable[..., NetCost]
     fits: Callable[[Any, Shape, Shape], list[Problem]] = _no_problems
+    appends_context: bool = True
 
 
 NETS: dict[str, NetDef] = {
@@ -220,7 +227,7 @@ NETS: dict[str, NetDef] = {
         # conv3x3 in, two conv3x3 per residual block, conv3x3 out
         NetDef(ResNetSpec, 3, lambda net: 2 + 2 * net.blocks, _resnet_cost),
         # attention over every token it reads
-        NetDef(ViTSpec, 2, lambda net: None, _vit_cost, _vit_fits),
+        NetDef(ViTSpec, 2, lambda net: None, _vit_cost, _vit_fits, appends_context=False),
     )
 }
 NetSpec = Annotated[Union[tuple(d.spec for d in NETS.values())], Field(discriminator="type")]  # type: ignore[valid-type]

@@ -79,7 +79,9 @@ def patch_source(out_index: int, in_shape: Shape, patch: int) -> int:
     return ch * h * w + (r * patch + i) * w + c * patch + j
 
 
-def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def _mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """Rows move with their values: the rows of an image reshaped into patch tokens."""
     if len(in_shape) == 1:
         return (deps,)

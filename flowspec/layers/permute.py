@@ -35,7 +35,9 @@ def _infer(spec: PermuteSpec, ctx: InferContext) -> Inferred:
     return Inferred((ctx.in_shape,), {"perm": tuple(perm)})
 
 
-def permutation_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def permutation_mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """Output slice i (feature, token or channel i) is input slice ``perm[i]``."""
     perm = np.asarray(params["perm"], dtype=np.int64)
     return (deps.reshape(in_shape[0], -1, deps.shape[1])[perm].reshape(deps.shape),)

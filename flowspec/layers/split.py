@@ -47,24 +47,31 @@ def _infer(spec: SplitSpec, ctx: InferContext) -> Inferred:
     return Inferred((half, half))
 
 
-def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def _mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """The factored half gains, with a learned prior, the kept elements its 3x3 conv sees
-    (images) or all kept elements (vectors, a linear map)."""
+    (images) or all kept elements (vectors, a linear map), and the context if it takes it."""
     n = len(deps) // 2
     kept, out = deps[:n], deps[n:]
     if params.get("prior") != "learned":
         return kept, out
     if len(in_shape) != 3:
-        return kept, out | or_reduce(kept)
+        cond = or_reduce(kept)
+        return kept, out | (cond if context is None else cond | context)
     half, height, width = in_shape[0] // 2, in_shape[1], in_shape[2]
     pixels = or_reduce(kept.reshape(half, height * width, -1), axis=0)
     seen = window_or(pixels, height, width, PRIOR_RADIUS)
+    seen = seen if context is None else seen | context
     return kept, (out.reshape(half, height * width, -1) | seen).reshape(out.shape)
 
 
 def _infer_with_prior(spec: SplitSpec, ctx: InferContext) -> Inferred:
     inferred = _infer(spec, ctx)
-    return Inferred(inferred.out_shapes, {"prior": spec.prior}, inferred.problems)
+    params: dict[str, Any] = {"prior": spec.prior}
+    if ctx.context and spec.prior == "learned":
+        params["context"] = ctx.context  # the learned prior's conv (linear map) takes it too
+    return Inferred(inferred.out_shapes, params, inferred.problems)
 
 
 def _cost(spec: SplitSpec, ctx: CostContext) -> OpCost:
@@ -75,14 +82,17 @@ def _cost(spec: SplitSpec, ctx: CostContext) -> OpCost:
         return OpCost(output_is_input=(0, 1))
     c, positions = ctx.in_shape[0], prod(ctx.in_shape[1:])
     half = c // 2
+    context = ctx.params.get("context", 0)  # features as extra input channels of the prior
     if len(ctx.in_shape) == 3:
-        tensors, flops = conv("prior", half, 2 * half, 3, positions)
+        tensors, flops = conv("prior", half + context, 2 * half, 3, positions)
     else:
-        tensors, flops = linear("prior", half, 2 * half)
+        tensors, flops = linear("prior", half + context, 2 * half)
     n = half * positions
-    # the conv's input; the clamp of the log-std keeps the conv's output (mean and log-std);
-    # the standardisation keeps h - mean and exp(-log_std)
-    saved = (Saved(c * positions, "input"), Saved(2 * n), Saved(n), Saved(n))
+    # the conv's input (a new concatenation with the features, if any); the clamp of the
+    # log-std keeps the conv's output (mean and log-std); the standardisation keeps h - mean
+    # and exp(-log_std)
+    source = Saved((half + context) * positions) if context else Saved(c * positions, "input")
+    saved = (source, Saved(2 * n), Saved(n), Saved(n))
     return OpCost(tensors, flops, saved=saved, output_is_input=(0,))
 
 

@@ -48,7 +48,9 @@ def squeeze_source(out_index: int, in_shape: Shape) -> int:
     return ch * h * w + (2 * i + dy) * w + (2 * j + dx)
 
 
-def _mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def _mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """The rows moved as the elements are (see :func:`squeeze_source`)."""
     c, h, w = in_shape
     blocks = deps.reshape(c, h // 2, 2, w // 2, 2, deps.shape[1])

@@ -75,12 +75,19 @@ def _infer(spec: TarFlowSpec, ctx: InferContext) -> Inferred:
             )
         )
     reverse = spec.order == "reverse" or (spec.order == "alternating" and ctx.repeat_index % 2)
-    return Inferred((ctx.in_shape,), {"reverse": bool(reverse)}, tuple(problems))
+    params: dict[str, Any] = {"reverse": bool(reverse), "start": spec.start}
+    if ctx.context:  # the transformer adds a linear map of the features to every token
+        params["context"] = ctx.context
+    return Inferred((ctx.in_shape,), params, tuple(problems))
 
 
-def triangular_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tuple[Deps, ...]:
+def triangular_mix(
+    params: Mapping[str, Any], in_shape: Shape, deps: Deps, context: Deps | None = None
+) -> tuple[Deps, ...]:
     """Token ``i`` of the output depends on its own input elements (elementwise) and on every
-    element of the tokens before it (after it, for a reversed block).
+    element of the tokens before it (after it, for a reversed block); and on the context, if
+    the block takes it, for every token the transformer parameterises: all but the first
+    (the last, reversed) with ``start: shift``, which passes unchanged; all with ``learned``.
 
     Example:
         >>> rows = np.array([[1], [2], [4]], dtype=np.uint64)  # 3 tokens of 1 value
@@ -94,6 +101,9 @@ def triangular_mix(params: Mapping[str, Any], in_shape: Shape, deps: Deps) -> tu
         tokens = tokens[::-1]
     before = np.zeros_like(tokens)
     before[1:] = np.bitwise_or.accumulate(tokens, axis=0)[:-1]  # tokens strictly before
+    if context is not None:
+        first = 0 if params.get("start", "shift") == "learned" else 1
+        before[first:] |= context
     if params["reverse"]:
         before = before[::-1]
     return ((rows | before[:, None, :]).reshape(deps.shape),)
@@ -103,19 +113,23 @@ def _cost(spec: TarFlowSpec, ctx: CostContext) -> OpCost:
     """The causal transformer on the ``L`` tokens it reads (``T - 1``, or ``T`` with a learned
     start token), outputting a shift and a log-scale per value. Besides the transformer's own
     (:func:`flowspec.layers.cost.transformer`) training keeps the sequence it reads (the input,
-    or a new tensor when the block is reversed or prepends its start token), the soft clip's
-    tanh output, the softplus scale's intermediates, ``exp(-a)`` and ``x - b``."""
+    or a new tensor when the block is reversed or prepends its start token), the context
+    features its context map reads (a conditional flow's shared ``features`` storage), the soft
+    clip's tanh output, the softplus scale's intermediates, ``exp(-a)`` and ``x - b``."""
     t, d = ctx.in_shape
     learned = spec.start == "learned"
     length = t if learned else t - 1
+    context = ctx.params.get("context", 0)
     sizes = {"width": spec.width, "depth": spec.depth, "heads": spec.heads}
     net = transformer(
-        length, d, 2 * d, **sizes, mlp_ratio=spec.mlp_ratio, final_norm=spec.final_norm
-    )
+        length, d, 2 * d, **sizes, mlp_ratio=spec.mlp_ratio, final_norm=spec.final_norm,
+        context=context,
+    )  # fmt: skip
     tensors = ((TensorInfo("start", (1, 1, d)),) if learned else ()) + prefixed("net", net.tensors)
     reads_input = not learned and not ctx.params["reverse"]
     moved = length * d
     saved = [Saved(t * d, "input" if reads_input else "sequence"), Saved(net.hidden)]
+    saved += [Saved(context, "features")] if context else []
     saved += [Saved(2 * moved)] if spec.clip is not None else []
     saved += [Saved(2 * moved + moved // 2)] if spec.log_scale == "softplus" else []
     saved += [Saved(moved), Saved(moved)]  # exp(-a) and x - b

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from flowspec.layers.base import SpecRow, StrictModel
+from flowspec.layers.base import PositiveInt, Problem, SpecRow, StrictModel
 from flowspec.layers.cost import TensorInfo
 
 __all__ = [
@@ -24,9 +24,11 @@ __all__ = [
     "AdditiveSpec",
     "AffineSpec",
     "LogScale",
+    "SplineSpec",
     "TransformCost",
     "TransformDef",
     "TransformSpec",
+    "check_transform",
 ]
 
 LogScale = Literal["tanh", "scaled_tanh", "sigmoid", "sigmoid2", "none"]
@@ -48,14 +50,51 @@ class AffineSpec(StrictModel):
     log_scale: LogScale = "scaled_tanh"
 
 
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+
+
+class SplineSpec(StrictModel):
+    """Monotone rational-quadratic spline (neural spline flows, Durkan et al. 2019): ``bins``
+    bins on ``[-bound, bound]`` whose widths, heights and inner knot slopes come from the
+    conditioner (``3 * bins - 1`` numbers per element), the identity outside, slope 1 at
+    ``+-bound`` so the map is continuous with its derivative. Every bin keeps at least
+    ``min_bin_width`` and ``min_bin_height`` of ``2 * bound`` and every knot a slope of at least
+    ``min_derivative``; the inverse is the closed-form root of each bin's quadratic. Zero
+    conditioner outputs give the identity."""
+
+    type: Literal["spline"] = "spline"
+    bins: PositiveInt = 8
+    bound: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 3.0
+    min_bin_width: Fraction = 1e-3
+    min_bin_height: Fraction = 1e-3
+    min_derivative: Fraction = 1e-3
+
+
+def _check_spline(spec: SplineSpec) -> list[Problem]:
+    """The bin floors must leave room: ``bins * minimum < 1``."""
+    return [
+        Problem(
+            "spline-minimum",
+            f"{key} {getattr(spec, key)} times {spec.bins} bins is not below 1: the bins "
+            f"cannot all be that {what}",
+            f"use {key} below {1 / spec.bins:.3g} or fewer bins",
+            (key,),
+        )
+        for key, what in (("min_bin_width", "wide"), ("min_bin_height", "high"))
+        if getattr(spec, key) * spec.bins >= 1
+    ]
+
+
 @dataclass(frozen=True)
 class TransformCost:
     """What a transform of ``m`` elements adds to its coupling: learned tensors, elements per
-    example it saves besides its input, and whether it saves its input ``x``."""
+    example it saves besides its input, and whether it saves its input ``x``; and what its
+    inverse saves (an IAF layer's forward runs the inverse; it never keeps its input)."""
 
     tensors: tuple[TensorInfo, ...] = ()
     saved: int = 0
     saves_input: bool = False
+    saved_inverse: int = 0
 
 
 def _additive_cost(spec: AdditiveSpec, shape: tuple[int, ...]) -> TransformCost:
@@ -70,20 +109,42 @@ LOG_SCALE_SAVES = {"tanh": 1, "scaled_tanh": 1, "sigmoid": 3, "sigmoid2": 3, "no
 
 
 def _affine_cost(spec: AffineSpec, shape: tuple[int, ...]) -> TransformCost:
-    """``x * exp(s) + t``: the bound, ``exp(s)`` and ``x`` are kept for backward."""
+    """``x * exp(s) + t``: the bound, ``exp(s)`` and ``x`` are kept for backward; the inverse
+    ``(y - t) * exp(-s)`` keeps the bound, ``exp(-s)`` and ``y - t``."""
     m = prod(shape)
     tensors = (TensorInfo("scale", (1, *shape)),) if spec.log_scale == "scaled_tanh" else ()
-    return TransformCost(tensors, (LOG_SCALE_SAVES[spec.log_scale] + 1) * m, True)
+    saves = LOG_SCALE_SAVES[spec.log_scale]
+    return TransformCost(tensors, (saves + 1) * m, True, (saves + 2) * m)
+
+
+# Elements per transformed element a spline keeps for backward (flowspec.nn.spline, float32
+# units), counted on that implementation: 6 per bin (the stacked raw parameters' softmax and
+# softplus, the cumulative knots and their concatenations) and 28 besides (the gathered bin
+# ends and slopes, the bin search's index, the segment's products and logs), plus a byte for
+# the inside mask, rounded away; the inverse 43 besides (the quadratic's root too). It keeps
+# no reference to its input.
+SPLINE_SAVES = (6, 28)
+SPLINE_INVERSE_SAVES = (6, 43)
+
+
+def _spline_cost(spec: SplineSpec, shape: tuple[int, ...]) -> TransformCost:
+    """See :data:`SPLINE_SAVES`."""
+    m = prod(shape)
+    forward, inverse = ((a * spec.bins + b) * m for a, b in (SPLINE_SAVES, SPLINE_INVERSE_SAVES))
+    return TransformCost((), forward, False, inverse)
 
 
 @dataclass(frozen=True)
 class TransformDef(SpecRow):
-    """One elementwise transform: its spec model, what it does, and its cost rule
-    ``(spec, transformed shape) -> TransformCost``."""
+    """One elementwise transform: its spec model, what it does, its cost rule
+    ``(spec, transformed shape) -> TransformCost``, how many numbers per transformed element
+    the conditioner outputs for it (``n_params(spec)``), and a check of its settings that a
+    field alone cannot express (problems located relative to the ``transform`` key)."""
 
     summary: str
     cost: Callable[[Any, tuple[int, ...]], TransformCost]
-    n_params: int = 1  # parameters per transformed element that the conditioner outputs
+    n_params: Callable[[Any], int] = lambda spec: 1
+    check: Callable[[Any], list[Problem]] = lambda spec: []
 
 
 TRANSFORMS: dict[str, TransformDef] = {
@@ -91,7 +152,17 @@ TRANSFORMS: dict[str, TransformDef] = {
     for d in (
         TransformDef(AdditiveSpec, "shift: y = x + t (NICE), log-det 0", _additive_cost),
         TransformDef(
-            AffineSpec, "scale and shift: y = x exp(s) + t (RealNVP, Glow)", _affine_cost, 2
+            AffineSpec,
+            "scale and shift: y = x exp(s) + t (RealNVP, Glow)",
+            _affine_cost,
+            lambda spec: 2,
+        ),
+        TransformDef(
+            SplineSpec,
+            "monotone rational-quadratic spline, identity tails (neural spline flows)",
+            _spline_cost,
+            lambda spec: 3 * spec.bins - 1,
+            _check_spline,
         ),
     )
 }
@@ -99,3 +170,11 @@ TransformSpec = Annotated[
     Union[tuple(d.spec for d in TRANSFORMS.values())],  # type: ignore[valid-type]
     Field(discriminator="type"),
 ]
+
+
+def check_transform(spec: Any) -> list[Problem]:
+    """Problems with a transform's settings, located relative to its ``transform`` key."""
+    return [
+        Problem(p.code, p.message, p.hint, ("transform", *p.at))
+        for p in TRANSFORMS[spec.type].check(spec)
+    ]

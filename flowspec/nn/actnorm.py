@@ -76,6 +76,10 @@ class ActNorm(Bijection):
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
         return (y - self.bias) * torch.exp(-self.log_scale)
 
+    def inverse_and_logdet(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logdet = -self.log_scale.sum() * self.positions
+        return self.inverse(y), logdet.expand(y.shape[0])
+
     def emit(self) -> Emitted:
         shape = literal(tuple(self.log_scale.shape))
         return Emitted(f"ActNorm({shape}, {self.positions}, {self.eps!r})", {"ActNorm": SOURCE})

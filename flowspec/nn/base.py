@@ -14,6 +14,7 @@ permutation, a seed). Builders never see the graph.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -53,6 +54,12 @@ class Bijection(nn.Module):
         layers whose buffers must satisfy an invariant override it). Non-finite values are
         checked for every layer by :func:`flowspec.io.check_state`."""
         return []
+
+    def inverse_and_logdet(self, y: Any, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``x = inverse(y)`` and ``log|det dx/dy|`` per example, shape ``(N,)``."""
+        x = self.inverse(y, context)
+        _, logdet = self.forward(x, context)
+        return x, -logdet
 
 
 def sum_except_batch(t: Tensor) -> Tensor:

@@ -3,7 +3,8 @@
 
 Each has ``log_prob(z, context=None) -> (N,)`` and ``sample(n, temperature, context=None) ->
 (n, D)``. Temperature T scales the standard deviations (T = 1 is the model itself; Glow samples at
-T < 1). ``context`` is for conditional bases; these ignore it.
+T < 1). ``context`` is the flow's context features ``(N, F)``: the conditional base reads it,
+the others ignore it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,16 @@ import torch
 from torch import Tensor, nn
 
 from flowspec.nn.emit import Emitted
+from flowspec.nn.nets import ACTIVATIONS
 
-__all__ = ["BASES", "DiagNormal", "GaussianMixture", "StandardNormal", "build_base"]
+__all__ = [
+    "BASES",
+    "ConditionalNormal",
+    "DiagNormal",
+    "GaussianMixture",
+    "StandardNormal",
+    "build_base",
+]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -167,17 +176,57 @@ class GaussianMixture(nn.Module):
 )
 
 
-def _mixture(spec: Any, dim: int, seed: int) -> nn.Module:
+class ConditionalNormal(nn.Module):
+    """N(loc(c), diag(exp(log_scale(c)))^2) with ``loc`` and ``log_scale`` an MLP of the context
+    features ``c`` ``(N, F)``; its last layer starts at zero, so the base starts as N(0, I)."""
+
+    def __init__(self, dim: int, features: int, hidden: tuple[int, ...], activation: str) -> None:
+        super().__init__()
+        sizes = [features, *hidden, 2 * dim]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(ACTIVATIONS[activation]())
+        nn.init.zeros_(layers[-1].weight)
+        nn.init.zeros_(layers[-1].bias)
+        self.net = nn.Sequential(*layers)
+        self.dim = dim
+
+    def parameters_of(self, context: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(loc, log_scale)``, each ``(N, D)``, for the context features ``(N, F)``."""
+        if context is None:
+            raise ValueError("the conditional_normal base needs the context")
+        loc, log_scale = self.net(context.to(dtype)).chunk(2, dim=1)
+        return loc, log_scale
+
+    def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        return _normal_log_prob(z, *self.parameters_of(context, z.dtype))
+
+    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
+        dtype = self.net[0].weight.dtype
+        loc, log_scale = self.parameters_of(context, dtype)
+        eps = torch.randn(n, self.dim, device=loc.device, dtype=dtype)
+        return loc + temperature * torch.exp(log_scale) * eps
+
+
+def _mixture(spec: Any, dim: int, seed: int, context: int) -> nn.Module:
     return GaussianMixture(dim, spec.components, spec.spread, seed)
 
 
-BASES: dict[str, Callable[[Any, int, int], nn.Module]] = {
-    "normal": lambda spec, dim, seed: StandardNormal(dim),
-    "diag_normal": lambda spec, dim, seed: DiagNormal(dim),
+def _conditional_normal(spec: Any, dim: int, seed: int, context: int) -> nn.Module:
+    return ConditionalNormal(dim, context, tuple(spec.hidden), spec.activation)
+
+
+BASES: dict[str, Callable[[Any, int, int, int], nn.Module]] = {
+    "normal": lambda spec, dim, seed, context: StandardNormal(dim),
+    "diag_normal": lambda spec, dim, seed, context: DiagNormal(dim),
     "mixture": _mixture,
+    "conditional_normal": _conditional_normal,
 }
 
 
-def build_base(spec: Any, dim: int, seed: int = 0) -> nn.Module:
-    """The base distribution ``spec`` describes, over ``dim`` latent dimensions."""
-    return BASES[spec.type](spec, dim, seed)
+def build_base(spec: Any, dim: int, seed: int = 0, context: int = 0) -> nn.Module:
+    """The base distribution ``spec`` describes, over ``dim`` latent dimensions; ``context`` is
+    the width of the flow's context features (a conditional base needs it)."""
+    return BASES[spec.type](spec, dim, seed, context)

@@ -73,6 +73,12 @@ class BatchNormFlow(Bijection):
         mean, var = self.running_mean.to(y.dtype), self.running_var.to(y.dtype)
         return (y - self.beta) * torch.exp(-self.log_gamma) * torch.sqrt(var + self.eps) + mean
 
+    def inverse_and_logdet(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The inverse with the running averages (as ``inverse``) and its log-determinant."""
+        var = self.running_var.to(y.dtype)
+        logdet = self.positions * (0.5 * torch.log(var + self.eps).sum() - self.log_gamma.sum())
+        return self.inverse(y), logdet.expand(y.shape[0])
+
     def emit(self) -> Emitted:
         args = (
             f"{literal(tuple(self.beta.shape))}, {self.momentum!r}, {self.eps!r}, {self.positions}"

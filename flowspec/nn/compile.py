@@ -22,6 +22,7 @@ from flowspec.graph.ir import INPUT, FlowGraph, OpNode
 from flowspec.layers import OPS
 from flowspec.limits import limit, raise_hint
 from flowspec.nn.bases import build_base
+from flowspec.nn.context import ContextEncoder
 from flowspec.nn.flow import Flow, Step
 from flowspec.nn.passes import apply_passes
 from flowspec.spec.budget import FIELD_LIMITS
@@ -59,10 +60,14 @@ def compile_graph(graph: FlowGraph, passes: Sequence[str] | None = None) -> Flow
         steps.append(Step(op.name, op.kind, op.path, module, src, dst))
     latent_slots = [slot_of[graph.source_of(latent)] for latent in graph.latents]
     latent_shapes = [shape for _, shape in graph.latent_shapes()]
-    components = getattr(graph.spec.base, "components", 1)
-    budget.add(2 * components * graph.latent_size(), ("base",))
-    base = build_base(graph.spec.base, graph.latent_size(), graph.spec.seed)
-    flow = Flow(graph.spec, steps, latent_slots, latent_shapes, len(slot_of), base)
+    context = graph.spec.context
+    features = context.features if context is not None else 0
+    budget.add(_base_size(graph.spec.base, graph.latent_size(), features), ("base",))
+    encoder = ContextEncoder(context) if context is not None else None
+    if encoder is not None:
+        budget.add(sum(p.numel() for p in encoder.parameters()), ("context",))
+    base = build_base(graph.spec.base, graph.latent_size(), graph.spec.seed, features)
+    flow = Flow(graph.spec, steps, latent_slots, latent_shapes, len(slot_of), base, encoder)
     flow.graph = graph
     flow.passes = apply_passes(flow.steps, spec_passes(graph.spec) if passes is None else passes)
     if graph.spec.train is not None:
@@ -95,6 +100,15 @@ class _Budget:
     def charge(self, module: torch.nn.Module, op: OpNode, probe: bool = False) -> Any:
         self.add(sum(p.numel() for p in module.parameters()), op.spec_path, probe)
         return module
+
+
+def _base_size(spec: Any, dim: int, features: int) -> int:
+    """The base's parameter count, before building it: loc and log-scale per component, or the
+    MLP of a conditional base (context features -> hidden -> mean and log-scale)."""
+    if spec.type == "conditional_normal":
+        sizes = [features, *spec.hidden, 2 * dim]
+        return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 2 * getattr(spec, "components", 1) * dim
 
 
 def _rough_size(spec: BaseModel) -> int:

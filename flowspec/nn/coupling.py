@@ -38,6 +38,7 @@ class Coupling(Bijection):
         net_spec: Any,
         net_input: str,
         transform: Transform,
+        context: int = 0,
     ) -> None:
         super().__init__()
         self.half = net_input == "half"
@@ -63,7 +64,8 @@ class Coupling(Bijection):
             self.register_buffer("b", b, persistent=False)
             self.register_buffer("kept", b.bool(), persistent=False)
             in_shape = out_shape = shape
-        self.net = build_net(net_spec, in_shape, out_shape, transform.n_params)
+        self.takes_context = context > 0
+        self.net = build_net(net_spec, in_shape, out_shape, transform.n_params, context)
         transform.add_parameters(self, out_shape)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -75,23 +77,42 @@ class Coupling(Bijection):
         y = torch.cat([kept, moved], dim=self.axis)
         return y if self.contiguous else y.index_select(self.axis, self.unorder)
 
+    def _params(self, conditioned: Tensor, context: Tensor | None) -> tuple[Tensor, ...]:
+        return self.net(conditioned, context if self.takes_context else None)
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         if self.half:
             kept, moved = self._split(x)
-            moved, log_abs = self.transform.forward(self, moved, self.net(kept))
+            moved, log_abs = self.transform.forward(self, moved, self._params(kept, context))
             logdet = zeros_logdet(x) if log_abs is None else sum_except_batch(log_abs)
             return self._merge(kept, moved), logdet
         b = self.b.to(x.dtype)
-        y, log_abs = self.transform.forward(self, x, self.net(b * x))
+        y, log_abs = self.transform.forward(self, x, self._params(b * x, context))
         logdet = zeros_logdet(x) if log_abs is None else sum_except_batch(log_abs * (1 - b))
         return torch.where(self.kept, x, y), logdet
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.inverse_and_logdet(y, context, with_logdet=False)[0]
+
+    def inverse_and_logdet(
+        self, y: Tensor, context: Tensor | None = None, with_logdet: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """The inverse and ``log|det dx/dy|`` from one pass of the conditioner."""
         if self.half:
             kept, moved = self._split(y)
-            return self._merge(kept, self.transform.inverse(self, moved, self.net(kept)))
+            params = self._params(kept, context)
+            if not with_logdet:
+                return self._merge(kept, self.transform.inverse(self, moved, params)), None
+            moved, log_abs = self.transform.inverse_and_logabsdet(self, moved, params)
+            logdet = zeros_logdet(y) if log_abs is None else sum_except_batch(log_abs)
+            return self._merge(kept, moved), logdet
         b = self.b.to(y.dtype)
-        return torch.where(self.kept, y, self.transform.inverse(self, y, self.net(b * y)))
+        params = self._params(b * y, context)
+        if not with_logdet:
+            return torch.where(self.kept, y, self.transform.inverse(self, y, params)), None
+        x, log_abs = self.transform.inverse_and_logabsdet(self, y, params)
+        logdet = zeros_logdet(y) if log_abs is None else sum_except_batch(log_abs * (1 - b))
+        return torch.where(self.kept, y, x), logdet
 
     def inverse_and_forward(
         self, y: Tensor, context: Tensor | None, need_input: bool
@@ -106,7 +127,7 @@ class Coupling(Bijection):
         one's is zero where elements are transformed). Returns ``(x, leaves, y, logdet)``."""
         source = y.detach().requires_grad_(need_input)
         if self.half:
-            params = self.net(self._split(source)[0])
+            params = self._params(self._split(source)[0], context)
             kept, moved = self._split(y)
             with torch.no_grad():
                 fixed = tuple(p.detach() for p in params)
@@ -117,7 +138,7 @@ class Coupling(Bijection):
             logdet = zeros_logdet(y) if log_abs is None else sum_except_batch(log_abs)
             return x, [source, leaf], self._merge(kept, moved), logdet
         b = self.b.to(y.dtype)
-        params = self.net(b * source)
+        params = self._params(b * source, context)
         with torch.no_grad():
             fixed = tuple(p.detach() for p in params)
             x = torch.where(self.kept, y, self.transform.inverse(self, y, fixed))
@@ -208,4 +229,6 @@ def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Coupling:
     """Any coupling kind: ``coupling`` with its ``transform``, or ``additive_coupling`` /
     ``affine_coupling`` with theirs fixed."""
     transform = build_transform(spec.transform_spec)
-    return Coupling(params["mask"], in_shape, spec.net, spec.net_input, transform)
+    return Coupling(
+        params["mask"], in_shape, spec.net, spec.net_input, transform, params.get("context", 0)
+    )

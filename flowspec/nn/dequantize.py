@@ -59,6 +59,13 @@ class Dequantize(Bijection):
         x = y * self.levels
         return torch.floor(x).clamp(0, self.levels - 1) if self.round else x
 
+    def inverse_and_logdet(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The inverse and ``+D log(levels)``: the log-determinant of ``y -> levels * y``, so a
+        sample's density is that of the continuous value before rounding, at the integer
+        scale (as ``log_prob`` scores ``x + u``)."""
+        logdet = torch.full((y.shape[0],), self.log_levels_total, dtype=y.dtype, device=y.device)
+        return self.inverse(y), logdet
+
     def emit(self) -> Emitted:
         expr = f"Dequantize({self.levels}, {self.log_levels_total!r})"
         if self.noise_levels is not None:  # Gaussian noise augmentation in training mode

@@ -18,7 +18,7 @@ from typing import Any
 
 from flowspec.errors import Diagnostic, FlowspecError
 
-__all__ = ["HELPERS", "Emitted", "emit_part", "literal"]
+__all__ = ["HELPERS", "Emitted", "emit_part", "literal", "refuse_conditional"]
 
 # Shared helpers every generated file starts with (the same as flowspec.nn.base's).
 HELPERS = '''
@@ -70,6 +70,25 @@ def literal(value: Any) -> str:
             else f"float({str(value)!r})"
         )
     raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def refuse_conditional(flow: Any) -> None:
+    """A conditional flow cannot be exported yet: the generated source and the traced programs
+    take no context.
+
+    Raises:
+        FlowspecError: ``export-unsupported``.
+    """
+    if getattr(flow, "conditional", False):
+        raise FlowspecError(
+            Diagnostic(
+                "export-unsupported",
+                f"'{flow.spec.name}' is a conditional flow, which cannot be exported yet (the "
+                "generated source and the .pt2/.onnx programs take no context)",
+                hint="use the model from Python: flowspec.load(MODEL).log_prob(x, context), "
+                ".sample(n, context=...)",
+            )
+        )
 
 
 def emit_part(part: Any, what: str) -> Emitted:

@@ -5,6 +5,11 @@ Convention (course notes, NICE/RealNVP/Glow): ``forward(x) -> (z, logdet)`` maps
 ``(N, D)`` with D the input's element count: the latents factored out by splits, in the order
 they leave the flow, then the final latent, each flattened in C order.
 
+A conditional flow (a spec with ``context:``) takes a ``context`` in every method: class labels
+``(N,)`` or vectors ``(N, K)``, or one context for all examples. It is checked and encoded once
+per call (:class:`~flowspec.nn.context.ContextEncoder`) and the features go to every step and to
+the base. A missing context, or one given to an unconditional flow, is a ``ValueError``.
+
 The two loops (:meth:`Flow.run_forward`, :meth:`Flow.decode`) are the only places that walk the
 steps. Tools that need to see inside (the non-finite probe, the flow-steps figure, tests) pass
 an ``observe`` callback, called after each step with the :class:`Step` and what it produced. A
@@ -61,6 +66,7 @@ class Flow(nn.Module):
         latent_shapes: Sequence[tuple[int, ...]],
         n_slots: int,
         base: nn.Module,
+        context: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -71,6 +77,7 @@ class Flow(nn.Module):
         for step in steps:
             self._register(step.name, step.module)
         self.base = base
+        self.context = context  # the ContextEncoder of a conditional flow
         self.register_buffer("_ref", torch.zeros(()), persistent=False)
         # A plain tuple (not a ModuleList): the modules are registered once, under their names.
         self._steps = tuple(steps)
@@ -93,16 +100,48 @@ class Flow(nn.Module):
             parent = parent._modules[part]
         parent.add_module(leaf, module)
 
+    # ------------------------------------------------------------------ the context
+    @property
+    def conditional(self) -> bool:
+        """Whether the flow takes a context."""
+        return self.context is not None
+
+    def context_features(self, context: Any, n: int) -> Tensor | None:
+        """The features ``(n, F)`` of ``context`` for ``n`` examples (None for an unconditional
+        flow), after checking it; see the module docstring."""
+        if self.context is None:
+            if context is not None:
+                raise ValueError(
+                    "this flow is unconditional (its spec has no 'context:'); call it without "
+                    "a context"
+                )
+            return None
+        if context is None:
+            raise ValueError(
+                f"this flow is conditional: pass context=... ({self.context.describe()})"
+            )
+        return self.context.features_for(context, n)
+
     # ------------------------------------------------------------------ the two loops
     def run_forward(
-        self, x: Tensor, context: Tensor | None = None, observe: Observer | None = None
+        self, x: Tensor, context: Any = None, observe: Observer | None = None
     ) -> tuple[Tensor, Tensor]:
         """Data -> latent, calling ``observe`` after each step; see :meth:`forward`."""
+        self._check_input(x)
+        return self._forward_steps(x, self.context_features(context, x.shape[0]), observe)
+
+    def _check_input(self, x: Tensor) -> None:
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"x has per-example shape {tuple(x.shape[1:])}; the flow's input is "
                 f"{self.input_shape} (x must be (N, *input_shape))"
             )
+
+    def _forward_steps(
+        self, x: Tensor, context: Tensor | None, observe: Observer | None
+    ) -> tuple[Tensor, Tensor]:
+        """The forward pass given the context features: invertible backprop when the flow's
+        memory mode asks for it and gradients are on, else the plain loop."""
         x = self._as_float(x)
         if observe is None and self._memory == "invertible" and torch.is_grad_enabled():
             from flowspec.nn.invertible import invertible_forward
@@ -113,7 +152,8 @@ class Flow(nn.Module):
     def _walk(
         self, x: Tensor, context: Tensor | None, observe: Observer | None
     ) -> tuple[Tensor, Tensor]:
-        """The forward loop itself (``x`` already checked and in the flow's dtype)."""
+        """The forward loop itself (``x`` already checked and in the flow's dtype; ``context``
+        the encoded features or None)."""
         slots: list[Any] = [None] * self._n_slots
         slots[0] = x
         logdet = torch.zeros(x.shape[0], device=x.device, dtype=self._ref.dtype)
@@ -135,26 +175,43 @@ class Flow(nn.Module):
     def decode(
         self,
         latents: Sequence[Tensor],
-        context: Tensor | None = None,
+        context: Any = None,
         observe: Observer | None = None,
     ) -> Tensor:
         """Latent -> data: the steps walked backwards. ``latents`` are the per-scale latents in
         z order (flat or shaped); ``observe`` is called after each step's inverse."""
+        features = self.context_features(context, latents[0].shape[0])
+        return self._inverse_steps(latents, features, observe, with_logdet=False)[0]
+
+    def _inverse_steps(
+        self,
+        latents: Sequence[Tensor],
+        context: Tensor | None,
+        observe: Observer | None,
+        with_logdet: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """The backward loop over the steps, given the context features; with ``with_logdet``
+        also the summed ``log|det dx/dz|`` (each step's ``inverse_and_logdet``; zeros without)."""
         slots: list[Any] = [None] * self._n_slots
         n = latents[0].shape[0]
         for slot, value, shape in zip(self._latent_slots, latents, self.latent_shapes):
             slots[slot] = value.reshape(n, *shape)
+        logdet = torch.zeros(n, device=latents[0].device, dtype=latents[0].dtype)
         step: Step | None = None
         try:
             for step in reversed(self._steps if observe is not None else self.schedule):
                 y = slots[step.dst[0]] if len(step.dst) == 1 else tuple(slots[d] for d in step.dst)
-                slots[step.src] = step.module.inverse(y, context)
+                if with_logdet:
+                    slots[step.src], ld = step.module.inverse_and_logdet(y, context)
+                    logdet = logdet + ld
+                else:
+                    slots[step.src], ld = step.module.inverse(y, context), None
                 if observe is not None:
-                    observe(step, (slots[step.src],), None)
+                    observe(step, (slots[step.src],), ld)
         except _STEP_FAILURES as exc:
             seen = slots[step.dst[0]] if step else latents[0]
             raise _failure(step, "inverse", seen, exc) from exc
-        return slots[0]
+        return slots[0], logdet
 
     # ------------------------------------------------------------------ the public face
     @property
@@ -172,17 +229,28 @@ class Flow(nn.Module):
             raise ValueError(f"memory must be 'plain' or 'invertible', got {mode!r}")
         self._memory = mode
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Data -> latent. ``x``: ``(N, *input_shape)``; returns ``z (N, D)``, ``logdet (N,)``."""
+    def forward(self, x: Tensor, context: Any = None) -> tuple[Tensor, Tensor]:
+        """Data -> latent. ``x``: ``(N, *input_shape)``; returns ``z (N, D)``, ``logdet (N,)``.
+        ``context``: the conditional flow's context (see the module docstring)."""
         return self.run_forward(x, context)
 
-    def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+    def inverse(self, z: Tensor, context: Any = None) -> Tensor:
         """Latent -> data. ``z (N, D)`` -> ``(N, *input_shape)``."""
-        if z.dim() != 2 or z.shape[1] != self.dim:
-            raise ValueError(f"z of shape {tuple(z.shape)}; the flow's latent is (N, {self.dim})")
+        self._check_latent(z)
         return self.decode(list(z.split(self.latent_sizes, dim=1)), context)
 
-    def encode(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
+    def inverse_and_logdet(self, z: Tensor, context: Any = None) -> tuple[Tensor, Tensor]:
+        """Latent -> data with ``log|det dx/dz|`` per example ``(N,)``, from one backward pass
+        (each step's inverse also gives its log-determinant)."""
+        self._check_latent(z)
+        features = self.context_features(context, z.shape[0])
+        return self._inverse_steps(list(z.split(self.latent_sizes, dim=1)), features, None, True)
+
+    def _check_latent(self, z: Tensor) -> None:
+        if z.dim() != 2 or z.shape[1] != self.dim:
+            raise ValueError(f"z of shape {tuple(z.shape)}; the flow's latent is (N, {self.dim})")
+
+    def encode(self, x: Tensor, context: Any = None) -> list[Tensor]:
         """The latents per scale, each with its own shape ``(N, *latent_shape)``, in z order."""
         z, _ = self.forward(x, context)
         return [
@@ -190,27 +258,41 @@ class Flow(nn.Module):
             for p, s in zip(z.split(self.latent_sizes, dim=1), self.latent_shapes)
         ]
 
-    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
-        """log p(x) = log p_Z(f(x)) + log|det df/dx| (notes eq. (7)), shape ``(N,)``.
+    def log_prob(self, x: Tensor, context: Any = None) -> Tensor:
+        """log p(x) = log p_Z(f(x)) + log|det df/dx| (notes eq. (7)), shape ``(N,)``; for a
+        conditional flow log p(x | context).
 
         Raises:
-            ValueError: ``x`` is not a tensor of shape ``(N, *input_shape)``.
+            ValueError: ``x`` is not a tensor of shape ``(N, *input_shape)``, or the context
+                does not fit the flow.
         """
         if not isinstance(x, Tensor):
             raise ValueError(
                 f"x must be a torch.Tensor of shape (N, *{self.input_shape}), "
                 f"got {type(x).__name__}"
             )
-        z, logdet = self.forward(x, context)
-        return self.base.log_prob(z, context) + logdet
+        self._check_input(x)
+        features = self.context_features(context, x.shape[0])
+        z, logdet = self._forward_steps(x, features, None)
+        return self.base.log_prob(z, features) + logdet
 
-    def sample(self, n: int, temperature: float = 1.0, context: Tensor | None = None) -> Tensor:
-        """Draw ``n`` examples: z ~ base at ``temperature``, then ``inverse(z)``.
+    def sample(self, n: int, temperature: float = 1.0, context: Any = None) -> Tensor:
+        """Draw ``n`` examples: z ~ base at ``temperature``, then ``inverse(z)``. ``context``:
+        one context for all ``n`` (a label, or a ``(K,)`` vector) or ``n`` of them.
 
         Raises:
             ValueError: ``n`` is not an integer >= 0, or ``temperature`` is negative, NaN or
-                infinite (0 gives the image of the base's mean).
+                infinite (0 gives the image of the base's mean), or the context does not fit.
         """
+        self._check_sampling(n, temperature)
+        features = self.context_features(context, n)
+        z = self.base.sample(n, temperature, features)
+        return self._inverse_steps(list(z.split(self.latent_sizes, dim=1)), features, None, False)[
+            0
+        ]
+
+    @staticmethod
+    def _check_sampling(n: int, temperature: float) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be an integer >= 0 (the number of samples), got {n!r}")
         if isinstance(temperature, bool) or not (0 <= float(temperature) < math.inf):
@@ -218,9 +300,33 @@ class Flow(nn.Module):
                 f"temperature must be a finite number >= 0 (it scales the base's standard "
                 f"deviations), got {temperature!r}"
             )
-        return self.inverse(self.base.sample(n, temperature, context), context)
 
-    def bits_per_dim(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def sample_and_log_prob(
+        self, n: int, temperature: float = 1.0, context: Any = None
+    ) -> tuple[Tensor, Tensor]:
+        """``n`` samples and the model's log-density of each, ``(n, *input_shape)`` and
+        ``(n,)``, in one backward pass (each step's inverse also gives its log-determinant;
+        an IAF layer needs no D-pass solve). The density is the model's at temperature 1,
+        whatever ``temperature`` drew the samples; after a ``dequantize`` step it is the density
+        of the continuous value before rounding, as :meth:`log_prob` scores ``x + u``.
+
+        Example:
+            >>> import flowspec, torch
+            >>> flow = flowspec.compile("specs/realnvp_moons.yaml")
+            >>> _ = flow(torch.randn(256, 2))  # actnorm's data-dependent initialisation
+            >>> x, log_p = flow.eval().sample_and_log_prob(4)
+            >>> bool(torch.allclose(log_p, flow.log_prob(x), atol=1e-4))
+            True
+        """
+        self._check_sampling(n, temperature)
+        features = self.context_features(context, n)
+        z = self.base.sample(n, temperature, features)
+        x, logdet = self._inverse_steps(
+            list(z.split(self.latent_sizes, dim=1)), features, None, True
+        )
+        return x, self.base.log_prob(z, features) - logdet
+
+    def bits_per_dim(self, x: Tensor, context: Any = None) -> Tensor:
         """Bits per dimension, ``-log p(x) / (D ln 2)`` per example ``(N,)``, D = x's element
         count.
 
@@ -235,7 +341,7 @@ class Flow(nn.Module):
         return -self.log_prob(x, context) / (self.dim * math.log(2.0))
 
     @torch.no_grad()
-    def first_nonfinite(self, x: Tensor, context: Tensor | None = None) -> str | None:
+    def first_nonfinite(self, x: Tensor, context: Any = None) -> str | None:
         """Name of the first step whose output or logdet is NaN/Inf on ``x`` (None if all
         finite)."""
         found: list[str] = []

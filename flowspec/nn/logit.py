@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from flowspec.nn.base import Bijection, sum_except_batch
@@ -33,6 +34,12 @@ class Logit(Bijection):
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         return (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
+
+    def inverse_and_logdet(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The inverse and ``sum(log sigmoid'(z)) - D log(1 - 2 alpha)``, computed from ``z``
+        (stable where ``x`` rounds to 0 or 1)."""
+        slopes = -F.softplus(-z) - F.softplus(z) - math.log(1 - 2 * self.alpha)
+        return self.inverse(z), sum_except_batch(slopes)
 
     def emit(self) -> Emitted:
         return Emitted(f"Logit({self.alpha!r})", {"Logit": SOURCE})

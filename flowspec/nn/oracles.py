@@ -2,9 +2,13 @@
 
 * round trip: ``max |inverse(forward(x)) - x|`` and ``max |forward(inverse(z)) - z|``;
 * log-determinant: the flow's ``logdet`` against ``log|det J|`` of the brute-force Jacobian of
-  ``x -> z`` from autograd, per example, in float64;
+  ``x -> z`` from autograd, per example, in float64 (at a fixed context, for a conditional flow);
+* the inverse's log-determinant (what ``sample_and_log_prob`` sums) against minus the forward's
+  at the point it returns;
 * round trip on data (flows that start with ``dequantize``): integer data through the flow as
   it is used, with dequantisation noise and the inverse's rounding, must come back exactly.
+
+A conditional flow is checked at random contexts (:func:`example_context`).
 
 Stochastic ops (dequantization noise) are made deterministic for the first three comparisons
 and batch-statistics ops run in eval mode, so that every example is an independent bijection.
@@ -27,6 +31,7 @@ __all__ = [
     "OracleResult",
     "data_round_trip",
     "deterministic",
+    "example_context",
     "example_inputs",
     "jacobian_logdet",
     "perturb_parameters",
@@ -87,11 +92,24 @@ def example_inputs(flow: Flow, n: int, generator: torch.Generator | None = None)
     return torch.randn(shape, generator=generator, dtype=torch.float64)
 
 
-def jacobian_logdet(flow: Flow, x: Tensor) -> Tensor:
-    """``log|det dz/dx|`` per example from the autograd Jacobian (float64), shape ``(N,)``."""
+def example_context(flow: Flow, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+    """Random contexts for ``n`` examples (None for an unconditional flow): uniform class
+    labels, or standard normal vectors."""
+    if not flow.conditional:
+        return None
+    classes = flow.context.classes
+    if classes is not None:
+        return torch.randint(0, classes, (n,), generator=generator)
+    return torch.randn(n, flow.context.features, generator=generator, dtype=torch.float64)
+
+
+def jacobian_logdet(flow: Flow, x: Tensor, context: Tensor | None = None) -> Tensor:
+    """``log|det dz/dx|`` per example from the autograd Jacobian (float64), shape ``(N,)``, at
+    each example's context (if any) held fixed."""
     out = []
-    for xi in x:
-        jac = torch.autograd.functional.jacobian(lambda v: flow(v.unsqueeze(0))[0][0], xi)
+    for i, xi in enumerate(x):
+        ci = None if context is None else context[i : i + 1]
+        jac = torch.autograd.functional.jacobian(lambda v, c=ci: flow(v.unsqueeze(0), c)[0][0], xi)
         out.append(torch.linalg.slogdet(jac.reshape(jac.shape[0], -1))[1])
     return torch.stack(out)
 
@@ -104,11 +122,12 @@ def data_round_trip(flow: Flow, n: int, generator: torch.Generator) -> OracleRes
     if levels is None:
         return None
     x = torch.randint(0, levels, (n, *flow.input_shape), generator=generator).double()
+    c = example_context(flow, n, generator)
     training = flow.training
     flow.eval()
     try:
         with torch.no_grad():
-            back = flow.inverse(flow(x)[0])
+            back = flow.inverse(flow(x, c)[0], c)
     finally:
         flow.train(training)
     return OracleResult("round trip on integer data", float((back - x).abs().max()), 0.0)
@@ -129,21 +148,29 @@ def run_oracles(
     try:
         if data is not None:
             with torch.no_grad():
-                flow(data[:256].double())
+                flow(data[:256].double(), example_context(flow, len(data[:256]), gen))
         with deterministic(flow):
             x = example_inputs(flow, n, gen)
+            c = example_context(flow, n, gen)
             with torch.no_grad():
-                z, logdet = flow(x)
-                x_back = flow.inverse(z)
+                z, logdet = flow(x, c)
+                x_back = flow.inverse(z, c)
                 z2 = torch.randn_like(z) * 0.5
-                z2_back = flow(flow.inverse(z2))[0]
-            jac = jacobian_logdet(flow, x)
+                x2, inverse_logdet = flow.inverse_and_logdet(z2, c)
+                z2_back, forward_logdet = flow(x2, c)
+            jac = jacobian_logdet(flow, x, c)
         scale = 1.0 + float(jac.abs().max())
+        inverse_scale = 1.0 + float(forward_logdet.abs().max())
         results = [
             OracleResult("round trip x -> z -> x", float((x_back - x).abs().max()), 1e-8),
             OracleResult("round trip z -> x -> z", float((z2_back - z2).abs().max()), 1e-8),
             OracleResult(
                 "logdet vs autograd Jacobian", float((logdet - jac).abs().max()), 1e-8 * scale
+            ),
+            OracleResult(
+                "inverse logdet vs forward",
+                float((inverse_logdet + forward_logdet).abs().max()),
+                1e-8 * inverse_scale,
             ),
         ]
         on_data = data_round_trip(flow, max(n, 64), gen)

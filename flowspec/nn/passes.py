@@ -14,6 +14,9 @@ float64 oracles to give the same outputs and gradients (to 1e-12) on and off
 - ``kept_inputs``: a coupling with ``net_input: masked`` feeds its MLP ``b * x``, whose
   transformed coordinates are zeros; the first layer multiplies only the kept ones (the columns
   of its weight for them), the same function at ``k / D`` of the cost.
+
+A conditional flow's context features are appended to the MLP's input as in :class:`MLPNet`
+(``with_context``); ``kept_inputs`` keeps their columns too.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowspec.nn.nets import MLPNet
+from flowspec.nn.nets import MLPNet, with_context
 from flowspec.spec.passes import DEFAULT_PASSES
 
 __all__ = ["DEFAULT_PASSES", "PASSES", "FastMLP", "apply_passes"]
@@ -84,6 +87,7 @@ class FastMLP(nn.Module):
         return MLPNet.emit(self)  # type: ignore[arg-type]
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
+        x = with_context(x, context)
         if self.fuse:
             parts = tuple(self._fused(x).unbind(0))
         elif self.separate:
@@ -123,7 +127,10 @@ def kept_inputs(step: Any) -> bool:
         return False
     fast = _fast(step)
     assert fast is not None
-    fast.kept = torch.nonzero(b[0]).flatten().to(b.device)
+    kept = torch.nonzero(b[0]).flatten().to(b.device)
+    d = b.shape[1]  # the context's features, if any, follow the D coordinates
+    context = torch.arange(d, fast.sizes[0], device=b.device, dtype=kept.dtype)
+    fast.kept = torch.cat([kept, context])
     return True
 
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from flowspec.nn.base import Bijection, sum_except_batch, zeros_logdet
 from flowspec.nn.emit import Emitted
+from flowspec.nn.nets import with_context
 
 __all__ = ["PRIOR_LOG_STD_BOUND", "Split", "build"]
 
@@ -29,17 +30,20 @@ class Split(Bijection):
     """``(N, C, ...) -> ((N, C/2, ...) kept, (N, C/2, ...) latent)``; ``inverse`` takes the pair.
 
     The prior is a 3x3 conv (images) or a linear map (vectors) from the kept half to
-    ``2 * C/2`` channels (mean, then log-std), zero-initialised so it starts as N(0, I)."""
+    ``2 * C/2`` channels (mean, then log-std), zero-initialised so it starts as N(0, I). In a
+    conditional flow it also reads the context features (as constant extra channels of the
+    conv, or concatenated to the linear map's input)."""
 
-    def __init__(self, shape: tuple[int, ...], learned_prior: bool) -> None:
+    def __init__(self, shape: tuple[int, ...], learned_prior: bool, context: int = 0) -> None:
         super().__init__()
         self.half = shape[0] // 2
+        self.takes_context = context > 0
         self.prior: nn.Module | None = None
         if learned_prior:
             prior = (
-                nn.Conv2d(self.half, 2 * self.half, 3, padding=1)
+                nn.Conv2d(self.half + context, 2 * self.half, 3, padding=1)
                 if len(shape) == 3
-                else nn.Linear(self.half, 2 * self.half)
+                else nn.Linear(self.half + context, 2 * self.half)
             )
             nn.init.zeros_(prior.weight)
             nn.init.zeros_(prior.bias)
@@ -51,22 +55,29 @@ class Split(Bijection):
         kept, out = x[:, : self.half], x[:, self.half :]
         if self.prior is None:
             return (kept, out), zeros_logdet(x)
-        mean, log_std = self.mean_log_std(kept)
+        mean, log_std = self.mean_log_std(kept, context)
         return (kept, (out - mean) * torch.exp(-log_std)), -sum_except_batch(log_std)
 
-    def mean_log_std(self, kept: Tensor) -> tuple[Tensor, Tensor]:
+    def mean_log_std(self, kept: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The learned prior's mean and (bounded) log-std of the factored half given the kept
-        half."""
+        half (and the context features, if the prior takes them)."""
         assert self.prior is not None
-        mean, log_std = self.prior(kept).chunk(2, dim=1)
+        inputs = with_context(kept, context if self.takes_context else None)
+        mean, log_std = self.prior(inputs).chunk(2, dim=1)
         return mean, log_std.clamp(-PRIOR_LOG_STD_BOUND, PRIOR_LOG_STD_BOUND)
 
     def inverse(self, y: tuple[Tensor, Tensor], context: Tensor | None = None) -> Tensor:
+        return self.inverse_and_logdet(y, context)[0]
+
+    def inverse_and_logdet(
+        self, y: tuple[Tensor, Tensor], context: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         kept, z = y
-        if self.prior is not None:
-            mean, log_std = self.mean_log_std(kept)
-            z = z * torch.exp(log_std) + mean
-        return torch.cat([kept, z], dim=1)
+        if self.prior is None:
+            return torch.cat([kept, z], dim=1), zeros_logdet(kept)
+        mean, log_std = self.mean_log_std(kept, context)
+        x = torch.cat([kept, z * torch.exp(log_std) + mean], dim=1)
+        return x, sum_except_batch(log_std)
 
     def emit(self) -> Emitted:
         image = isinstance(self.prior, nn.Conv2d)
@@ -116,4 +127,4 @@ class Split(nn.Module):
 
 
 def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> Split:
-    return Split(in_shape, params.get("prior") == "learned")
+    return Split(in_shape, params.get("prior") == "learned", params.get("context", 0))

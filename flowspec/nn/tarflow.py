@@ -243,4 +243,5 @@ def build(spec: Any, in_shape: tuple[int, ...], params: Any) -> TarFlowBlock:
         reverse=params["reverse"],
         start=spec.start,
         final_norm=spec.final_norm,
+        context=params.get("context", 0),
     )

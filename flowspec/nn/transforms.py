@@ -6,6 +6,8 @@ A transform is a monotone map applied to each transformed element ``x`` with its
 elementwise (shape of ``x``), or None for a volume-preserving map; ``inverse(layer, y, params)``
 undoes it. ``layer`` is the coupling that owns any learned parameter the transform adds with
 ``add_parameters`` (so its name in a weights file is the layer's, e.g. ``layers.3.scale``).
+``inverse_and_logabsdet(layer, y, params)`` returns the inverse with ``log|dx/dy|`` (minus the
+forward's at ``x``), for sampling with densities in one pass.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowspec.nn.emit import Emitted, literal
+from flowspec.nn.spline import check_settings, rq_spline, spline_params
+from flowspec.nn.spline_source import SPLINE_SOURCE
 
 __all__ = [
     "LOG_SCALES",
@@ -26,6 +30,7 @@ __all__ = [
     "TRANSFORMS",
     "Additive",
     "Affine",
+    "Spline",
     "Transform",
     "build_transform",
 ]
@@ -52,6 +57,15 @@ class Transform:
 
     def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
         raise NotImplementedError
+
+    def inverse_and_logabsdet(
+        self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor | None]:
+        """``x = inverse(y)`` and ``log|dx/dy|`` elementwise (None: volume-preserving); by
+        default minus the forward's log-slope at ``x``."""
+        x = self.inverse(layer, y, params)
+        _, logabsdet = self.forward(layer, x, params)
+        return x, None if logabsdet is None else -logabsdet
 
 
 class Additive(Transform):
@@ -112,10 +126,77 @@ class Affine(Transform):
     def emit(self) -> Emitted:
         return Emitted(f"Affine({literal(self.log_scale)})", {"Affine": AFFINE_SOURCE})
 
+    def inverse_and_logabsdet(
+        self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor | None]:
+        s = self.bound(layer, params[1])
+        return (y - params[0]) * torch.exp(-s), -s
+
+
+class Spline(Transform):
+    """Rational-quadratic spline on ``[-bound, bound]`` with identity tails
+    (:mod:`flowspec.nn.spline`): ``params`` are ``P = 3 * bins - 1`` tensors shaped like ``x``
+    (``bins`` widths, ``bins`` heights, ``bins - 1`` inner knot slopes, unconstrained), stacked
+    into the spline's ``(..., P)`` layout. All-zero parameters give the identity.
+
+    Example:
+        >>> spline = Spline(bins=4, bound=3.0)
+        >>> x = torch.tensor([[-5.0, 0.5, 2.0]], dtype=torch.float64)
+        >>> params = tuple(torch.randn(1, 3, dtype=torch.float64) for _ in range(spline.n_params))
+        >>> y, logabsdet = spline.forward(None, x, params)
+        >>> bool(torch.allclose(spline.inverse(None, y, params), x)), float(logabsdet[0, 0])
+        (True, 0.0)
+    """
+
+    def __init__(
+        self,
+        bins: int,
+        bound: float,
+        min_bin_width: float = 1e-3,
+        min_bin_height: float = 1e-3,
+        min_derivative: float = 1e-3,
+    ) -> None:
+        check_settings(bins, bound, min_bin_width, min_bin_height, min_derivative)
+        self.n_params = spline_params(bins)
+        self.bins, self.bound = bins, float(bound)
+        self.minima = {
+            "min_bin_width": min_bin_width,
+            "min_bin_height": min_bin_height,
+            "min_derivative": min_derivative,
+        }
+
+    def _apply(self, v: Tensor, params: tuple[Tensor, ...], inverse: bool) -> tuple[Tensor, Tensor]:
+        return rq_spline(v, torch.stack(params, dim=-1), self.bound, inverse, **self.minima)
+
+    def forward(
+        self, layer: nn.Module, x: Tensor, params: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor | None]:
+        return self._apply(x, params, inverse=False)
+
+    def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
+        return self._apply(y, params, inverse=True)[0]
+
+    def inverse_and_logabsdet(
+        self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor | None]:
+        return self._apply(y, params, inverse=True)
+
+    def emit(self) -> Emitted:
+        floats = (literal(float(v)) for v in (self.bound, *self.minima.values()))
+        expr = f"Spline({', '.join([literal(self.bins), *floats])})"
+        return Emitted(expr, {"Spline": SPLINE_SOURCE})
+
+
+def _spline(spec: Any) -> Spline:
+    return Spline(
+        spec.bins, spec.bound, spec.min_bin_width, spec.min_bin_height, spec.min_derivative
+    )
+
 
 TRANSFORMS: dict[str, Callable[[Any], Transform]] = {
     "additive": lambda spec: Additive(),
     "affine": lambda spec: Affine(spec.log_scale),
+    "spline": _spline,
 }
 
 
@@ -133,6 +214,9 @@ class Additive:
 
     def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
         return y - params[0]
+
+    def inverse_and_logabsdet(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]):
+        return y - params[0], None
 '''
 
 AFFINE_SOURCE = (
@@ -174,6 +258,10 @@ class Affine:
 
     def inverse(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]) -> Tensor:
         return (y - params[0]) * torch.exp(-self.bound(layer, params[1]))
+
+    def inverse_and_logabsdet(self, layer: nn.Module, y: Tensor, params: tuple[Tensor, ...]):
+        s = self.bound(layer, params[1])
+        return (y - params[0]) * torch.exp(-s), -s
 '''
 )
 

@@ -38,6 +38,8 @@ class ViTNet(nn.Module):
         in_shape: ``(T_k, D_k)``, what the conditioner reads of one example.
         out_shape: ``(T_t, D_t)``, the transformed part; ``T_t`` must equal ``T_k``.
         n_out: parameters per transformed element (2 for an affine transform).
+        context: width of a conditional flow's context features (0: none); a linear map of
+            them is added to every token after the positional embedding.
 
     Example:
         >>> import torch
@@ -49,7 +51,12 @@ class ViTNet(nn.Module):
     """
 
     def __init__(
-        self, spec: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...], n_out: int
+        self,
+        spec: Any,
+        in_shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        n_out: int,
+        context: int = 0,
     ) -> None:
         super().__init__()
         if len(in_shape) != 2 or len(out_shape) != 2 or in_shape[0] != out_shape[0]:
@@ -70,10 +77,12 @@ class ViTNet(nn.Module):
             causal=False,
             final_norm=True,
             pos_std=1.0 / math.sqrt(spec.width),
+            context=context,
         )
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, ...]:
-        """Kept part ``(N, T_k, D_k)`` -> ``n_out`` tensors ``(N, T_t, D_t)``."""
+        """Kept part ``(N, T_k, D_k)`` (and the context features ``(N, context)``, if built
+        with them) -> ``n_out`` tensors ``(N, T_t, D_t)``."""
         return self.net(x, context).unbind(1)
 
     def emit(self) -> Emitted:

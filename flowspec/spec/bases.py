@@ -13,10 +13,19 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from flowspec.layers.base import SpecRow, StrictModel
-from flowspec.layers.cost import Saved, TensorInfo
+from flowspec.layers.base import PositiveInt, SpecRow, StrictModel
+from flowspec.layers.cost import ACTIVATION_SAVES, Saved, TensorInfo, linear
+from flowspec.layers.nets import Activation
 
-__all__ = ["BASES", "BaseDef", "BaseSpec", "DiagNormalSpec", "MixtureSpec", "NormalSpec"]
+__all__ = [
+    "BASES",
+    "BaseDef",
+    "BaseSpec",
+    "ConditionalNormalSpec",
+    "DiagNormalSpec",
+    "MixtureSpec",
+    "NormalSpec",
+]
 
 
 class NormalSpec(StrictModel):
@@ -42,20 +51,31 @@ class MixtureSpec(StrictModel):
     spread: Annotated[float, Field(ge=0)] = 1.0
 
 
-BaseCost = tuple[tuple[TensorInfo, ...], tuple[Saved, ...]]
+class ConditionalNormalSpec(StrictModel):
+    """Diagonal normal whose mean and log-std per latent dimension are an MLP of the context
+    features (hidden widths ``hidden``; last layer zero-initialised, so it starts as N(0, I)).
+    Needs a ``context:`` section."""
+
+    type: Literal["conditional_normal"]
+    hidden: tuple[PositiveInt, ...] = (64,)
+    activation: Activation = "relu"
 
 
-def _normal_cost(spec: NormalSpec, dim: int) -> BaseCost:
+# (tensors, what a training step saves, forward FLOPs per example)
+BaseCost = tuple[tuple[TensorInfo, ...], tuple[Saved, ...], int]
+
+
+def _normal_cost(spec: NormalSpec, dim: int, context: int) -> BaseCost:
     """``z * z`` keeps ``z`` itself."""
-    return (), (Saved(dim, "z"),)
+    return (), (Saved(dim, "z"),), 0
 
 
-def _diag_cost(spec: DiagNormalSpec, dim: int) -> BaseCost:
+def _diag_cost(spec: DiagNormalSpec, dim: int, context: int) -> BaseCost:
     """``(z - loc) * exp(-log_scale)`` keeps ``z - loc``; squaring keeps the result."""
-    return (TensorInfo("loc", (dim,)), TensorInfo("log_scale", (dim,))), (Saved(2 * dim),)
+    return (TensorInfo("loc", (dim,)), TensorInfo("log_scale", (dim,))), (Saved(2 * dim),), 0
 
 
-def _mixture_cost(spec: MixtureSpec, dim: int) -> BaseCost:
+def _mixture_cost(spec: MixtureSpec, dim: int, context: int) -> BaseCost:
     """Per component as the diagonal normal, then ``logsumexp`` keeps its input and output."""
     k = spec.components
     tensors = (
@@ -63,16 +83,33 @@ def _mixture_cost(spec: MixtureSpec, dim: int) -> BaseCost:
         TensorInfo("loc", (k, dim)),
         TensorInfo("log_scale", (k, dim)),
     )
-    return tensors, (Saved(2 * k * dim + k + 1),)
+    return tensors, (Saved(2 * k * dim + k + 1),), 0
+
+
+def _conditional_normal_cost(spec: ConditionalNormalSpec, dim: int, context: int) -> BaseCost:
+    """The MLP ``context (F) -> hidden -> 2 D`` (``net.0``, ``net.2``, ...; its first layer
+    keeps the features, each activation what :data:`ACTIVATION_SAVES` says), then as the
+    diagonal normal: ``z - loc`` and the scaled square."""
+    sizes = [context, *spec.hidden, 2 * dim]
+    tensors: list[TensorInfo] = []
+    flops = 0
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layer, f = linear(f"net.{2 * i}", a, b)
+        tensors, flops = tensors + list(layer), flops + f
+    hidden = sum(ACTIVATION_SAVES[spec.activation] * h for h in spec.hidden)
+    saved = (Saved(context, "features"), Saved(hidden), Saved(2 * dim), Saved(dim))
+    return tuple(tensors), saved, flops
 
 
 @dataclass(frozen=True)
 class BaseDef(SpecRow):
-    """One base distribution: its spec model and its cost rule ``(spec, latent size) ->
-    (tensors, what a training step saves)`` (see :mod:`flowspec.layers.cost`; the storage
-    ``"z"`` is the latent itself)."""
+    """One base distribution: its spec model, whether it takes the flow's context, and its
+    cost rule ``(spec, latent size, context features) -> (tensors, what a training step
+    saves, forward FLOPs per example)`` (see :mod:`flowspec.layers.cost`; the storage ``"z"``
+    is the latent itself, and ``"features"`` the context's encoded features)."""
 
-    cost: Callable[[Any, int], BaseCost]
+    cost: Callable[[Any, int, int], BaseCost]
+    conditional: bool = False
 
 
 BASES: dict[str, BaseDef] = {
@@ -81,6 +118,7 @@ BASES: dict[str, BaseDef] = {
         BaseDef(NormalSpec, _normal_cost),
         BaseDef(DiagNormalSpec, _diag_cost),
         BaseDef(MixtureSpec, _mixture_cost),
+        BaseDef(ConditionalNormalSpec, _conditional_normal_cost, conditional=True),
     )
 }
 BaseSpec = Annotated[

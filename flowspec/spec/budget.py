@@ -33,6 +33,9 @@ FIELD_LIMITS: dict[str, tuple[str, str | None]] = {
     "width": ("width", None),
     "mlp_ratio": ("width", None),
     "components": ("width", None),
+    "bins": ("width", None),  # a spline: 3 x bins - 1 conditioner outputs per element
+    "classes": ("width", None),  # a class context's labels (one-hot width, embedding rows)
+    "embedding": ("width", None),
     "blocks": ("blocks", None),
     "depth": ("blocks", None),
     "threads": ("threads", None),

@@ -14,6 +14,7 @@ from pydantic import Discriminator, Field, PrivateAttr, Tag, field_validator
 from flowspec.layers import ALL_OPS
 from flowspec.layers.base import PositiveInt, Seed, StrictModel
 from flowspec.spec.bases import BaseSpec, NormalSpec
+from flowspec.spec.context import ContextSpec
 from flowspec.spec.training import DataSpec, TrainSpec
 
 __all__ = [
@@ -81,13 +82,16 @@ class InputSpec(StrictModel):
 
 
 class FlowSpec(StrictModel):
-    """A whole flow. Layers run in the order ``preprocess``, ``levels``, ``layers``."""
+    """A whole flow. Layers run in the order ``preprocess``, ``levels``, ``layers``. With a
+    ``context:`` section the flow is conditional: every conditioner and a conditional base
+    receive the context."""
 
     flowspec: Literal[1] = FORMAT_VERSION
     name: str = "flow"
     description: str = ""
     seed: Seed = 0
     input: InputSpec
+    context: ContextSpec | None = None
     base: BaseSpec = Field(default_factory=NormalSpec)
     preprocess: tuple[LayerItem, ...] = ()
     levels: tuple[LevelSpec, ...] = ()

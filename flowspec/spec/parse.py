@@ -148,6 +148,14 @@ def _diagnostic(err: Any, source: Source) -> Diagnostic:
         what = "type" if path[-2] in ("base", "net") else "layer type"
         message = f"unknown {what} '{ctx.get('tag')}'"
         hint = _did_you_mean(str(ctx.get("tag")), tags) or f"expected one of: {', '.join(tags)}"
+    elif kind == "union_tag_not_found" and path and path[-1] == "context":
+        code = "missing-key"
+        message = "a context needs 'shape: [K]' (a vector) or 'classes: N' (class labels)"
+        keys = list(_value_at(source.data, path) or {})
+        hint = next(
+            (h for k in keys if (h := _did_you_mean(str(k), ["shape", "classes"]))),
+            "e.g. 'context: {classes: 10, embedding: 8}' or 'context: {shape: [3]}'",
+        )
     elif kind == "union_tag_not_found":
         message = "this item has no 'type'"
         hint = "each layer needs 'type: <kind>' (or 'repeat: K' with a 'body' list)"
@@ -224,16 +232,18 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[PathKey, Any]:
     parent: Any = None
     for element in loc:
         tp = _strip(tp)
-        tags = _union_tags(tp)
-        if tags is not None:
+        consumed = False
+        while (tags := _union_tags(tp)) is not None:  # an optional union nests in a union
             if element in tags:
-                tp = tags[element]
-                continue
+                tp, consumed = tags[element], True
+                break
             if isinstance(element, str) and ("[" in element or element in {"int", "str", "bool"}):
-                tp = None
-                continue
+                tp, consumed = None, True
+                break
             non_none = [m for m in typing.get_args(tp) if m is not type(None)]
             tp = _strip(non_none[0]) if len(non_none) == 1 else None
+        if consumed:
+            continue
         parent = tp
         if _is_model(tp) and element in tp.model_fields:
             tp = tp.model_fields[element].annotation

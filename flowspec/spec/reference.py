@@ -22,11 +22,13 @@ from pydantic_core import PydanticUndefined
 
 from flowspec.errors import CODES, codes_of
 from flowspec.layers import ALL_OPS
+from flowspec.layers.autoregressive import MADESpec
 from flowspec.layers.base import type_tag
 from flowspec.layers.nets import NETS
 from flowspec.layers.transforms import TRANSFORMS
 from flowspec.limits import markdown_table
 from flowspec.spec.bases import BASES
+from flowspec.spec.context import ClassContextSpec, VectorContextSpec
 from flowspec.spec.models import FlowSpec, InputSpec, LevelSpec, RepeatSpec, SplitOptions
 from flowspec.spec.training import DataSpec, TrainSpec
 
@@ -67,7 +69,7 @@ def _plain_type(tp: Any) -> str:
                 if value is not None:
                     bounds.append(f"{sym} {_number(value)}")
             if type(meta).__name__ == "Discriminator":
-                return "layer"
+                return inner
         return f"{inner} {' '.join(bounds)}".strip()
     if origin is typing.Literal:
         return " | ".join(json.dumps(a) for a in args)
@@ -75,7 +77,7 @@ def _plain_type(tp: Any) -> str:
         names = [_plain_type(a) for a in args if a is not type(None)]
         if any(a is type(None) for a in args):
             names.append("null")
-        if all(name in _OP_NAMES or name == "RepeatSpec" for name in names):
+        if all(name in _OP_NAMES or name in ("RepeatSpec", "layer") for name in names):
             return "layer"
         return " | ".join(dict.fromkeys(names))
     if origin in (tuple, list):
@@ -134,6 +136,8 @@ def reference_markdown() -> str:
         ("`repeat` block", RepeatSpec),
         ("`levels` item", LevelSpec),
         ("`split` options of a level", SplitOptions),
+        ("`context` as a vector", VectorContextSpec),
+        ("`context` as class labels", ClassContextSpec),
     ):
         out += _section(title, model, skip=())
     out += [
@@ -152,6 +156,7 @@ def reference_markdown() -> str:
     out += ["### Conditioner networks (`net: {type: ...}`)", ""]
     for net in NETS.values():
         out += _section(f"`{net.type}`", net.spec)
+    out += _section("`made` (the `net` of `autoregressive` layers)", MADESpec)
     out += ["### Base distributions (`base: {type: ...}`)", ""]
     for base in BASES.values():
         out += _section(f"`{type_tag(base.spec)}`", base.spec)

@@ -31,11 +31,14 @@ class DataSpec(StrictModel):
     ``flowspec eval`` scores the same test examples that training never saw. For a folder of
     images, ``crop: center`` cuts each image to its largest centred region with the target's
     aspect ratio and ``size`` (``H`` or ``[H, W]``) then resizes it.
+    ``context_columns`` (0-based) are the columns of a table file that hold a conditional flow's
+    context rather than data.
     """
 
     name: str = "moons"
     seed: Seed = 0
     size: PositiveInt | tuple[PositiveInt, PositiveInt] | None = None
+    context_columns: tuple[Annotated[int, Field(ge=0)], ...] | None = None
     crop: Literal["none", "center"] = "none"
 
     def image_size(self) -> tuple[int, int] | None:

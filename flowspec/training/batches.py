@@ -9,7 +9,8 @@ processes (which is what lets a run resume with another process count).
 Examples are read only when their batch is formed, in their stored type (uint8 images stay
 uint8 until the flow casts them on its device): inline with ``workers: 0``, or by ``workers``
 DataLoader processes that read (memory-mapped files) and decode (image folders) ahead of the
-training step.
+training step. A conditional flow's contexts (small, in memory) are taken from the same rows in
+the main process.
 """
 
 from __future__ import annotations
@@ -73,14 +74,16 @@ class _Failure:
 
 
 class _RowsDataset(Dataset[Any]):
-    """Item ``index`` (an array of row numbers) is that batch, read in the worker."""
+    """Item ``index`` (an array of row numbers) is that batch, read in the worker, with the
+    row numbers (so the main process can pair it with its contexts)."""
 
     def __init__(self, rows: Any) -> None:
         self.rows = rows
 
-    def __getitem__(self, index: Any) -> Tensor | _Failure:
+    def __getitem__(self, index: Any) -> tuple[Tensor, Tensor] | _Failure:
         try:
-            return to_batch(self.rows[np.asarray(index)])
+            rows = np.asarray(index)
+            return to_batch(self.rows[rows]), torch.from_numpy(rows)
         except FlowspecError as exc:  # its class does not survive the trip back intact
             return _Failure(exc.diagnostics)
 
@@ -96,10 +99,18 @@ class TrainBatches:
         plan: the batch sizes and this process's place.
         workers: DataLoader worker processes (0: read inline).
         pin: pin batches in page-locked memory (for a CUDA device).
+        contexts: the rows' contexts (a conditional flow's), indexed like ``rows``, or None.
     """
 
-    def __init__(self, rows: Any, plan: BatchPlan, workers: int = 0, pin: bool = False) -> None:
-        self.rows, self.plan = rows, plan
+    def __init__(
+        self,
+        rows: Any,
+        plan: BatchPlan,
+        workers: int = 0,
+        pin: bool = False,
+        contexts: Tensor | None = None,
+    ) -> None:
+        self.rows, self.plan, self.contexts = rows, plan, contexts
         self.sampler = _Epoch(plan)
         self.loader: DataLoader[Any] | None = None
         if workers > 0:
@@ -115,18 +126,24 @@ class TrainBatches:
                 generator=torch.Generator().manual_seed(0),
             )
 
-    def epoch(self, perm: Tensor, start: int) -> Iterator[Tensor]:
+    def epoch(self, perm: Tensor, start: int) -> Iterator[tuple[Tensor, Tensor | None]]:
         """The batches ``start ..`` of the epoch ordered by ``perm`` (integers stay integers,
-        floats arrive as float32)."""
+        floats arrive as float32), each with its contexts (None for an unconditional flow)."""
         self.sampler.perm, self.sampler.start = perm.numpy(), start
         if self.loader is None:
             for index in self.sampler:
-                yield to_batch(self.rows[index])
+                yield to_batch(self.rows[index]), self._context(index)
             return
         for item in self.loader:
             if isinstance(item, _Failure):
                 raise DataError(list(item.diagnostics))
-            yield item
+            batch, index = item
+            yield batch, self._context(index)
+
+    def _context(self, index: Any) -> Tensor | None:
+        if self.contexts is None:
+            return None
+        return self.contexts[torch.as_tensor(np.asarray(index), dtype=torch.long)]
 
     def close(self) -> None:
         """Stop the worker processes."""

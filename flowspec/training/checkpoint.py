@@ -59,6 +59,7 @@ class TrainState:
     data_seed: int = 0
     data_sha256: str = ""  # Splits.digest() of the data trained on ("" in older checkpoints)
     world_size: int = 1  # processes of the job that wrote it (torchrun)
+    context_columns: list[int] | None = None  # table columns holding a conditional flow's context
 
 
 def model_metadata(state: TrainState, row: dict[str, Any]) -> dict[str, str]:
@@ -69,6 +70,7 @@ def model_metadata(state: TrainState, row: dict[str, Any]) -> dict[str, str]:
         "val_nll": row["val_nll"],
         "data": state.data,
         "data_seed": state.data_seed,
+        "context_columns": state.context_columns,
         "config": state.config,
     }
     return {"training": json.dumps(info)}

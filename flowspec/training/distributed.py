@@ -251,14 +251,15 @@ def collective_failure(exc: BaseException) -> bool:
 
 
 class LogLikelihood(nn.Module):
-    """``x -> flow.log_prob(x)``: the module DDP wraps, so its forward sees the whole loss."""
+    """``x -> flow.log_prob(x, context)``: the module DDP wraps, so its forward sees the whole
+    loss."""
 
     def __init__(self, flow: Flow) -> None:
         super().__init__()
         self.flow = flow
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.flow.log_prob(x)
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        return self.flow.log_prob(x, context)
 
 
 def wrap(flow: Flow, ranks: Ranks) -> nn.Module:

@@ -27,15 +27,22 @@ def first_bad_gradient(flow: Flow) -> str | None:
 
 @torch.no_grad()
 def first_bad_chunk(
-    flow: Flow, x: Any, dtype: torch.dtype, device: torch.device, size: int = 2048
-) -> torch.Tensor:
-    """The first ``size`` examples of ``x`` on which some layer's output is not finite (read
-    chunk by chunk), else the first chunk."""
+    flow: Flow,
+    x: Any,
+    dtype: torch.dtype,
+    device: torch.device,
+    size: int = 2048,
+    context: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first ``size`` examples of ``x`` (and their contexts) on which some layer's output is
+    not finite (read chunk by chunk), else the first chunk."""
     for start in range(0, len(x), size):
         chunk = to_batch(x[start : start + size], dtype).to(device)
-        if flow.first_nonfinite(chunk) is not None:
-            return chunk
-    return to_batch(x[:size], dtype).to(device)
+        c = None if context is None else context[start : start + size].to(device)
+        if flow.first_nonfinite(chunk, c) is not None:
+            return chunk, c
+    c = None if context is None else context[:size].to(device)
+    return to_batch(x[:size], dtype).to(device), c
 
 
 def diverged(
@@ -48,11 +55,13 @@ def diverged(
     gradient_of: str | None = None,
     phase: str = "",
     elsewhere: bool = False,
+    context: torch.Tensor | None = None,
 ) -> TrainingError:
     """The error for a non-finite loss (or gradient, or validation NLL), naming the step and the
-    first layer whose output is not finite on ``batch``. ``elsewhere``: on a job of several
-    processes, this process's share of the global batch gave a finite loss."""
-    layer = flow.first_nonfinite(batch)
+    first layer whose output is not finite on ``batch`` (at its ``context``, for a conditional
+    flow). ``elsewhere``: on a job of several processes, this process's share of the global
+    batch gave a finite loss."""
+    layer = flow.first_nonfinite(batch, context)
     kinds = {step.name: step.kind for step in flow.steps}
     step = state.step if phase == "validation" else state.step + 1
     if gradient_of:

@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "label_colors",
     "panel_grid",
     "plot_density_2d",
     "plot_flow_steps",
@@ -120,7 +121,16 @@ def _limits(*arrays: np.ndarray | None, margin: float = 0.1) -> Bounds:
     return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
 
 
-def _scatter(ax: Axes, pts: np.ndarray, title: str, bounds: Bounds, color: str) -> None:
+def label_colors(labels: np.ndarray) -> np.ndarray:
+    """One colour of matplotlib's ``tab10`` cycle per integer label, ``(M, 4)`` RGBA."""
+    from matplotlib import colormaps
+
+    return colormaps["tab10"](np.asarray(labels, dtype=np.int64) % 10)
+
+
+def _scatter(
+    ax: Axes, pts: np.ndarray, title: str, bounds: Bounds, color: str | np.ndarray
+) -> None:
     """Scatter (M, 2) points in ``bounds``; the title counts points left outside the view."""
     (x0, x1), (y0, y1) = bounds
     inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
@@ -135,21 +145,29 @@ def _scatter(ax: Axes, pts: np.ndarray, title: str, bounds: Bounds, color: str) 
 
 
 def plot_samples_2d(
-    samples: np.ndarray, data: np.ndarray | None, path: str | Path, title: str = "Model samples"
+    samples: np.ndarray,
+    data: np.ndarray | None,
+    path: str | Path,
+    title: str = "Model samples",
+    sample_labels: np.ndarray | None = None,
+    data_labels: np.ndarray | None = None,
 ) -> Path:
     """Scatter model samples (M, 2) beside data (K, 2), both panels on the same limits.
 
     The limits are fitted to the data when given (to the samples otherwise), so a model that
-    scatters mass far away shows it as a count of points outside the view in the title.
+    scatters mass far away shows it as a count of points outside the view in the title. With
+    labels (class contexts) each point takes its class's colour.
     """
     samples = np.asarray(samples, dtype=np.float64).reshape(-1, 2)
     data = None if data is None else np.asarray(data, dtype=np.float64).reshape(-1, 2)
     bounds = _limits(samples if data is None else data)
     ncols = 1 if data is None else 2
     fig, axes = _figure(1, ncols, (4.5 * ncols, 4.5))
-    _scatter(axes[0, 0], samples, title, bounds, "tab:orange")
+    colors = label_colors(sample_labels) if sample_labels is not None else "tab:orange"
+    _scatter(axes[0, 0], samples, title, bounds, colors)
     if data is not None:
-        _scatter(axes[0, 1], data, "Data", bounds, "tab:blue")
+        colors = label_colors(data_labels) if data_labels is not None else "tab:blue"
+        _scatter(axes[0, 1], data, "Data", bounds, colors)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -246,6 +264,7 @@ def plot_density_2d(
     resolution: int = 200,
     data: np.ndarray | None = None,
     log_range: float = 12.0,
+    title: str = "Model density",
 ) -> Path:
     """Heat maps of the density ``exp(log_prob_fn(grid))`` over ``bounds`` and, beside it, of
     the log-density (which shows the tails), optionally with data on top.
@@ -258,6 +277,7 @@ def plot_density_2d(
         data: Optional points (K, 2) drawn on top as small dots.
         log_range: The log-density panel spans ``log_range`` nats below its maximum (lower
             values are drawn at that floor); 0 draws the linear panel alone.
+        title: The linear panel's title.
     """
     (x0, x1), (y0, y1) = bounds
     xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)
@@ -265,7 +285,7 @@ def plot_density_2d(
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
     log_p = np.asarray(log_prob_fn(grid), dtype=np.float64).reshape(resolution, resolution)
     log_p = np.where(np.isfinite(log_p), log_p, -np.inf)
-    panels = [("Model density", np.exp(log_p), "density")]
+    panels = [(title, np.exp(log_p), "density")]
     if log_range > 0:
         top = float(np.max(log_p)) if np.isfinite(log_p).any() else 0.0
         floor = top - log_range
@@ -275,7 +295,7 @@ def plot_density_2d(
         )  # fmt: skip
     height = 5 * (y1 - y0) / (x1 - x0) + 0.6
     fig, axes = _figure(1, len(panels), (5.6 * len(panels), height))
-    for ax, (title, values, label) in zip(axes.flat, panels):
+    for ax, (heading, values, label) in zip(axes.flat, panels):
         mesh = ax.pcolormesh(gx, gy, values, cmap="viridis", shading="auto")
         fig.colorbar(mesh, ax=ax, label=label, shrink=0.85)
         if data is not None:
@@ -284,6 +304,6 @@ def plot_density_2d(
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_aspect("equal")
-        ax.set_title(title)
+        ax.set_title(heading)
     fig.tight_layout()
     return _save(fig, path)

@@ -18,7 +18,16 @@ from torch import Tensor
 
 from flowspec.nn.flow import Flow
 
-__all__ = ["EVAL_BATCH", "Score", "as_tensor", "evaluate", "flow_dtype", "reports_bits", "to_batch"]
+__all__ = [
+    "EVAL_BATCH",
+    "Score",
+    "as_tensor",
+    "context_tensor",
+    "evaluate",
+    "flow_dtype",
+    "reports_bits",
+    "to_batch",
+]
 
 EVAL_BATCH = 2048
 
@@ -60,13 +69,27 @@ def flow_dtype(flow: Flow) -> torch.dtype:
     return next((b.dtype for b in flow.buffers() if b.is_floating_point()), torch.float32)
 
 
+def context_tensor(context: np.ndarray | Tensor | None) -> Tensor | None:
+    """A context as a tensor: integer labels stay int64, vectors become float32."""
+    if context is None:
+        return None
+    t = torch.as_tensor(context) if isinstance(context, np.ndarray) else context
+    return t.long() if not t.is_floating_point() else t.to(torch.float32)
+
+
 def reports_bits(flow: Flow, discrete_levels: int | None) -> bool:
     """Bits/dim is the customary unit for discrete data and for images."""
     return discrete_levels is not None or len(flow.input_shape) == 3
 
 
 @torch.no_grad()
-def evaluate(flow: Flow, x: Any, batch_size: int = EVAL_BATCH, seed: int = 0) -> Score:
+def evaluate(
+    flow: Flow,
+    x: Any,
+    batch_size: int = EVAL_BATCH,
+    seed: int = 0,
+    context: np.ndarray | Tensor | None = None,
+) -> Score:
     """Score ``flow`` on examples ``x`` of shape ``(N, *flow.input_shape)``.
 
     Arguments:
@@ -75,10 +98,12 @@ def evaluate(flow: Flow, x: Any, batch_size: int = EVAL_BATCH, seed: int = 0) ->
             flow's device batch by batch).
         batch_size: examples per forward pass.
         seed: seeds the random stream used by stochastic ops (dequantisation).
+        context: the examples' contexts, for a conditional flow (scores log p(x | context)).
 
     Returns:
         The mean NLL (nats per example) and bits per dimension over all of ``x``.
     """
+    contexts = context_tensor(context)
     device = next((b.device for b in flow.buffers()), torch.device("cpu"))
     dtype, n = flow_dtype(flow), len(x)
     training = flow.training
@@ -89,7 +114,8 @@ def evaluate(flow: Flow, x: Any, batch_size: int = EVAL_BATCH, seed: int = 0) ->
             torch.manual_seed(seed)
             for start in range(0, n, batch_size):  # read (memory-mapped data) batch by batch
                 batch = to_batch(x[start : start + batch_size], dtype).to(device)
-                total += float(-flow.log_prob(batch).double().sum())
+                c = None if contexts is None else contexts[start : start + batch_size].to(device)
+                total += float(-flow.log_prob(batch, c).double().sum())
     finally:
         flow.train(training)
     nll = total / max(n, 1)

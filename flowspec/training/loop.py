@@ -33,13 +33,19 @@ import torch
 from flowspec.data import Splits
 from flowspec.io import read_weights, save, write_atomic
 from flowspec.nn.flow import Flow
-from flowspec.spec.training import TrainSpec
+from flowspec.spec.training import DataSpec, TrainSpec
 from flowspec.training.batches import BatchPlan, TrainBatches, describe
 from flowspec.training.budget import check_memory
 from flowspec.training.checkpoint import TrainState, model_metadata, save_checkpoint
 from flowspec.training.distributed import Ranks, collective_failure, rank_seed, wrap
 from flowspec.training.divergence import diverged, first_bad_chunk, first_bad_gradient
-from flowspec.training.evaluate import Score, evaluate, flow_dtype, reports_bits
+from flowspec.training.evaluate import (
+    Score,
+    context_tensor,
+    evaluate,
+    flow_dtype,
+    reports_bits,
+)
 from flowspec.training.precision import check_precision, networks_autocast
 from flowspec.training.reporting import Callback, Reporters, reporters
 from flowspec.training.resume import check_world, require_reachable, resume_from
@@ -105,6 +111,10 @@ class _Run:
         self.flow, self.config, self.out_dir, self.progress = flow, config, out_dir, progress
         self.ranks, self.device, self.dtype = ranks, ranks.device, flow_dtype(flow)
         self.train_x, self.val_x = splits.train, splits.val  # read batch by batch
+        conditional = flow.conditional  # contexts are small: kept in memory as tensors
+        self.train_c = context_tensor(splits.context_of("train")) if conditional else None
+        self.val_c = context_tensor(splits.context_of("val")) if conditional else None
+        self.bits = reports_bits(flow, splits.discrete_levels)
         self.batch = min(config.batch_size, len(self.train_x))
         check_world(self.batch, ranks.world)
         self.per_epoch = len(self.train_x) // self.batch
@@ -112,13 +122,20 @@ class _Run:
         self.val_every = min(config.val_every or self.per_epoch, self.total)
         self.plan = BatchPlan(self.batch, self.per_epoch, ranks.rank, ranks.world)
         self.batches = TrainBatches(
-            self.train_x, self.plan, config.workers, pin=self.device.type == "cuda"
+            self.train_x,
+            self.plan,
+            config.workers,
+            pin=self.device.type == "cuda",
+            contexts=self.train_c,
         )
         self.model = wrap(flow, ranks)  # log p(x); DDP around it on many processes
         self.optimizer = _adam(flow, config)
         self.generator = torch.Generator()
         self.state = TrainState(
-            config=config.model_dump(mode="json"), data=splits.name, data_sha256=splits.digest()
+            config=config.model_dump(mode="json"),
+            data=splits.name,
+            data_sha256=splits.digest(with_contexts=conditional),
+            context_columns=list(splits.context_columns) if splits.context_columns else None,
         )
         self.state.world_size = ranks.world
         self.shuffle_state = torch.Generator().manual_seed(config.seed).get_state()
@@ -155,7 +172,7 @@ class _Run:
     def start(self, data_seed: int) -> None:
         torch.manual_seed(rank_seed(self.config.seed, self.ranks.rank))
         self.state.data_seed = data_seed
-        global_data_init(self.flow, self.train_x, self.ranks, INIT_BATCH)
+        global_data_init(self.flow, self.train_x, self.ranks, INIT_BATCH, self.train_c)
         self.checkpoint()
         self.write_metrics()
 
@@ -182,8 +199,10 @@ class _Run:
                 s.epoch, s.batch_in_epoch = s.epoch + 1, 0
                 self.shuffle_state = self.generator.get_state()
                 perm = torch.randperm(n, generator=self.generator)
-            for batch in self.batches.epoch(perm, s.batch_in_epoch):
-                self.step(batch.to(self.device, non_blocking=True))
+            for batch, context in self.batches.epoch(perm, s.batch_in_epoch):
+                if context is not None:
+                    context = context.to(self.device, non_blocking=True)
+                self.step(batch.to(self.device, non_blocking=True), context)
                 if s.step % self.val_every == 0 or s.step == self.total:
                     if self.validate():
                         return "early_stopped"
@@ -195,7 +214,7 @@ class _Run:
                     break
         return "completed"
 
-    def step(self, batch: torch.Tensor) -> None:
+    def step(self, batch: torch.Tensor, context: torch.Tensor | None = None) -> None:
         s = self.state
         lr = learning_rate(s.step, self.total, self.config)
         for group in self.optimizer.param_groups:
@@ -203,17 +222,18 @@ class _Run:
         if batch.is_floating_point():
             batch = batch.to(self.dtype)
         with networks_autocast(self.flow, self.config.precision):
-            loss = -self.model(batch).mean()
+            loss = -self.model(batch, context).mean()
         value = self.ranks.mean(loss)  # the global batch's loss, before any process goes on
         if not math.isfinite(value):
-            raise self.diverged(batch, value, elsewhere=bool(torch.isfinite(loss)))
+            elsewhere = bool(torch.isfinite(loss))
+            raise self.diverged(batch, value, elsewhere=elsewhere, context=context)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.clip_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.flow.parameters(), self.config.clip_grad_norm)
         bad = first_bad_gradient(self.flow)
         if bad is not None:
-            raise self.diverged(batch, value, gradient_of=bad)
+            raise self.diverged(batch, value, gradient_of=bad, context=context)
         self.optimizer.step()
         s.step, s.batch_in_epoch = s.step + 1, s.batch_in_epoch + 1
         s.loss_sum, s.loss_count = s.loss_sum + value, s.loss_count + 1
@@ -226,21 +246,31 @@ class _Run:
         gradient_of: str | None = None,
         phase: str = "",
         elsewhere: bool = False,
+        context: torch.Tensor | None = None,
     ) -> Any:
         """The non-finite error; every process probes its own batch (in step: batchnorm may
         synchronise statistics while probing)."""
         last = None if self.out_dir is None else self.out_dir / "last.safetensors"
         return diverged(
-            self.flow, batch, self.state, loss, last, self.saved_step, gradient_of, phase, elsewhere
+            self.flow,
+            batch,
+            self.state,
+            loss,
+            last,
+            self.saved_step,
+            gradient_of,
+            phase,
+            elsewhere,
+            context,
         )
 
-    def check_validation(self, nll: float, val: Any) -> None:
+    def check_validation(self, nll: float, val: Any, context: Any = None) -> None:
         """A non-finite validation NLL stops the run like a non-finite training loss."""
         if not math.isfinite(nll):
             with torch.no_grad():
                 self.flow.eval()
-                x = first_bad_chunk(self.flow, val, self.dtype, self.device)
-                error = self.diverged(x, nll, phase="validation")
+                x, c = first_bad_chunk(self.flow, val, self.dtype, self.device, context=context)
+                error = self.diverged(x, nll, phase="validation", context=c)
                 self.flow.train()
             raise error
 
@@ -248,9 +278,10 @@ class _Run:
         """Score the validation split, log, keep the best; True when patience has run out."""
         s = self.state
         val, seed = self.ranks.share_rows(self.val_x, self.config.seed)  # all, on one process
-        local = evaluate(self.flow, val, seed=seed)
+        val_c = None if self.val_c is None else self.ranks.share_rows(self.val_c, seed)[0]
+        local = evaluate(self.flow, val, seed=seed, context=val_c)
         nll = self.ranks.weighted_mean(local.nll, local.n)
-        self.check_validation(nll, val)
+        self.check_validation(nll, val, val_c)
         score = Score(nll, nll / (self.flow.dim * math.log(2.0)), len(self.val_x))
         epoch = s.step / self.per_epoch
         row = {
@@ -281,7 +312,7 @@ class _Run:
 
 def train(
     spec_or_flow: Any,
-    data: str | Splits | None = None,
+    data: str | DataSpec | Splits | None = None,
     config: TrainSpec | None = None,
     out_dir: str | Path | None = None,
     *,
@@ -301,8 +332,9 @@ def train(
     Arguments:
         spec_or_flow: a spec (path, YAML text, dict, ``FlowSpec``, shipped spec name) or a
             compiled ``Flow`` (trained in place).
-        data: a data set name or file, or ready :class:`~flowspec.data.Splits`; default the
-            spec's ``data.name``.
+        data: a data set name or file, a :class:`~flowspec.spec.training.DataSpec` (name, seed,
+            context columns, image size), or ready :class:`~flowspec.data.Splits`; default the
+            spec's ``data:``. A conditional flow trains on the data's contexts.
         config: a :class:`TrainSpec` whose explicitly set fields override the spec's ``train:``
             section (the others keep the spec's values, e.g. its ``threads``).
         out_dir: where checkpoints, metrics and figures go; None keeps everything in memory.
@@ -338,7 +370,8 @@ def train(
     """
     flow, spec, config = resolve_flow(spec_or_flow, config, overrides)
     flow.memory = config.memory
-    data_seed = spec.data.seed if spec.data is not None else 0
+    data_spec = data if isinstance(data, DataSpec) else spec.data
+    data_seed = data_spec.seed if data_spec is not None else 0
     splits = resolve_splits(data, flow, spec)
     ranks = Ranks.start(device)
     try:
@@ -370,11 +403,14 @@ def train(
     if drawn and status in ("completed", "early_stopped"):
         from flowspec.training.figures import write_run_figures
 
-        test = splits.test
+        test, context = splits.test, splits.context_of("test") if flow.conditional else None
         if not isinstance(test, np.ndarray):  # read from disk: a sample is enough to draw
             test = np.asarray(test[:FIGURE_EXAMPLES])
+            context = None if context is None else context[:FIGURE_EXAMPLES]
         bits = reports_bits(flow, splits.discrete_levels)
-        files += write_run_figures(flow, test, run.state.history, out, config.seed, bits=bits)
+        files += write_run_figures(
+            flow, test, run.state.history, out, config.seed, bits=bits, context=context
+        )
     s = run.state
     return TrainResult(
         flow,

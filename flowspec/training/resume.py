@@ -116,6 +116,10 @@ def require_same_settings(saved: TrainState, current: TrainState, path: Path) ->
             f"data: the contents of {current.data!r} changed since the checkpoint (sha256 "
             f"{saved.data_sha256[:12]}..., now {current.data_sha256[:12]}...)"
         )
+    if saved.context_columns != current.context_columns:
+        diffs.append(
+            f"context columns: checkpoint {saved.context_columns}, now {current.context_columns}"
+        )
     if diffs:
         raise TrainingError(
             Diagnostic(

@@ -14,10 +14,11 @@ from typing import Any
 import torch
 
 from flowspec.data import Splits, check_levels, load_splits
+from flowspec.data.context import check_splits_context
 from flowspec.errors import DataError, Diagnostic, SpecError, TrainingError
 from flowspec.limits import limit, raise_hint
 from flowspec.nn.flow import Flow
-from flowspec.spec.training import TrainSpec, override_train
+from flowspec.spec.training import DataSpec, TrainSpec, override_train
 
 __all__ = [
     "FIGURE_FILES",
@@ -69,14 +70,17 @@ def _within_limits(config: TrainSpec) -> TrainSpec:
     return config
 
 
-def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
-    """Ready splits, or those of a data set name / file (default: the spec's ``data.name``),
-    checked against the flow's input shape and split with the spec's ``data.seed``; values are
-    checked against a leading ``dequantize`` layer's levels before any training step."""
+def resolve_splits(data: str | DataSpec | Splits | None, flow: Flow, spec: Any) -> Splits:
+    """Ready splits, or those of a data set name / file / ``DataSpec`` (default: the spec's
+    ``data:``), checked against the flow's input shape and context and split with the seed of
+    the ``data:`` section; values are checked against a leading ``dequantize`` layer's levels
+    before any training step."""
     if isinstance(data, Splits):
         check_levels((data.train, data.val, data.test), flow.discrete_levels, f"data {data.name!r}")
-        return data
-    source = data or (spec.data.name if spec.data is not None else None)
+        return check_splits_context(data, spec.context)
+    data_spec = data if isinstance(data, DataSpec) else spec.data
+    source = data.name if isinstance(data, DataSpec) else data
+    source = source or (spec.data.name if spec.data is not None else None)
     if source is None:
         raise DataError(
             Diagnostic(
@@ -85,10 +89,19 @@ def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
                 hint="pass --data NAME|FILE or add 'data: {name: ...}' to the spec",
             )
         )
-    seed = spec.data.seed if spec.data is not None else 0
-    size = spec.data.image_size() if spec.data is not None else None
-    crop = spec.data.crop if spec.data is not None else "none"
-    splits = load_splits(source, tuple(flow.input_shape), seed=seed, size=size, crop=crop)
+    seed = data_spec.seed if data_spec is not None else 0
+    size = data_spec.image_size() if data_spec is not None else None
+    crop = data_spec.crop if data_spec is not None else "none"
+    columns = data_spec.context_columns if data_spec is not None else None
+    splits = load_splits(
+        source,
+        tuple(flow.input_shape),
+        seed=seed,
+        size=size,
+        crop=crop,
+        context=spec.context,
+        context_columns=columns,
+    )
     check_levels(
         (splits.train, splits.val, splits.test),
         flow.discrete_levels,
@@ -99,11 +112,12 @@ def resolve_splits(data: str | Splits | None, flow: Flow, spec: Any) -> Splits:
 
 
 @torch.no_grad()
-def data_init(flow: Flow, x: torch.Tensor) -> bool:
-    """Run one forward pass on ``x`` if some op (actnorm) still waits for data-dependent init."""
+def data_init(flow: Flow, x: torch.Tensor, context: torch.Tensor | None = None) -> bool:
+    """Run one forward pass on ``x`` (and its context) if some op (actnorm, a normalised
+    context) still waits for data-dependent initialisation."""
     if not any(hasattr(m, "initialized") and not bool(m.initialized) for m in flow.modules()):
         return False
-    flow(x)
+    flow(x, context)
     return True
 
 

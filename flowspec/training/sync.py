@@ -82,10 +82,15 @@ def synchronised_statistics(flow: Flow, ranks: Ranks) -> Iterator[None]:
 
 
 @torch.no_grad()
-def global_data_init(flow: Flow, train: Any, ranks: Ranks, n: int) -> bool:
-    """Data-dependent initialisation on the first ``n`` training examples: each process takes
-    its share and the statistics are all-reduced (call inside :func:`synchronised_statistics`),
-    so every rank sets the same parameters, equal to one process's init on all ``n``."""
+def global_data_init(
+    flow: Flow, train: Any, ranks: Ranks, n: int, contexts: Tensor | None = None
+) -> bool:
+    """Data-dependent initialisation on the first ``n`` training examples (and their contexts):
+    each process takes its share and the statistics are all-reduced (call inside
+    :func:`synchronised_statistics`), so every rank sets the same parameters, equal to one
+    process's init on all ``n``."""
     first = min(n, len(train))
-    rows = train[ranks.share(first)] if ranks.distributed else train[:first]
-    return data_init(flow, to_batch(rows, flow_dtype(flow)).to(ranks.device))
+    share = ranks.share(first) if ranks.distributed else slice(0, first)
+    rows = train[share]
+    context = None if contexts is None else contexts[share].to(ranks.device)
+    return data_init(flow, to_batch(rows, flow_dtype(flow)).to(ranks.device), context)

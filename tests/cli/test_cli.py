@@ -194,7 +194,8 @@ def test_compile_prints_counts_and_initialises(tiny: Path, tmp_path: Path) -> No
 
 def test_check_passes_on_spec_and_fails_on_a_broken_model(tiny: Path, tmp_path: Path) -> None:
     ok = cli("check", tiny)
-    assert ok.returncode == 0 and ok.stdout.count(" ok") == 3
+    assert ok.returncode == 0 and ok.stdout.count(" ok") == 4
+    assert "inverse logdet vs forward" in ok.stdout
     spec = {"flowspec": 1, "input": {"shape": [2]}, "layers": [
         {"type": "affine_coupling", "mask": "alternating", "log_scale": "none",
          "net": {"type": "mlp", "hidden": [4]}}]}  # fmt: skip

@@ -221,7 +221,7 @@ class _Booby:
 
 
 def test_malformed_npz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    np.savez(tmp_path / "nodata.npz", x=images(12, (3, 4, 4)))
+    np.savez(tmp_path / "nodata.npz", images=images(12, (3, 4, 4)))
     with pytest.raises(DataError) as exc:
         load_splits(str(tmp_path / "nodata.npz"))
     assert _code(exc) == "data-unreadable" and "no member 'data'" in str(exc.value)

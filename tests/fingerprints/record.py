@@ -9,9 +9,9 @@ file written by an earlier one and reproduce the numbers bit for bit
 (``tests/test_fingerprints.py``).
 
 Run from the repository root: ``python tests/fingerprints/record.py`` (rewrites the files; only do
-this on purpose, when a change of behaviour is intended), or
-``python tests/fingerprints/record.py NAME...`` to record new specs and leave the others' files as
-they are.
+this on purpose, when a change of behaviour is intended); ``python tests/fingerprints/record.py
+NAME ...`` records only those specs (a newly shipped one), leaving the other files untouched.
+Conditional specs are recorded at fixed contexts (``domain_contexts``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,18 @@ def spec_files() -> list[Path]:
     return sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
 
 
+def domain_contexts(spec: flowspec.FlowSpec, n: int, seed: int) -> torch.Tensor | None:
+    """Fixed contexts of a conditional spec: labels cycling through the classes, or standard
+    normal vectors (None for an unconditional spec)."""
+    if spec.context is None:
+        return None
+    classes = getattr(spec.context, "classes", None)
+    if classes is not None:
+        return torch.arange(n) % classes
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, spec.context.features, generator=gen, dtype=torch.float64)
+
+
 def domain_inputs(spec: flowspec.FlowSpec, n: int, seed: int) -> torch.Tensor:
     """Fixed inputs in the flow's domain: integers below ``levels`` after ``dequantize``."""
     gen = torch.Generator().manual_seed(seed)
@@ -54,7 +66,10 @@ def prepare(path: Path) -> flowspec.Flow:
     flow = flowspec.compile(path)
     scale = 0.002 if path.stem in LARGE else 0.05
     torch.manual_seed(0)
-    flow(domain_inputs(flow.spec, 64, seed=1).float())
+    context = domain_contexts(flow.spec, 64, seed=1)
+    if context is not None and context.is_floating_point():
+        context = context.float()
+    flow(domain_inputs(flow.spec, 64, seed=1).float(), context)
     gen = torch.Generator().manual_seed(2)
     for p in flow.parameters():
         p.add_(scale * torch.randn(p.shape, generator=gen, dtype=torch.float64).to(p.dtype))
@@ -67,9 +82,9 @@ def fingerprint(flow: flowspec.Flow, n: int) -> dict[str, torch.Tensor]:
     flow = flow.double().eval()
     x = domain_inputs(flow.spec, n, seed=3)
     torch.manual_seed(4)
-    z, logdet = flow(x)
+    z, logdet = flow(x, domain_contexts(flow.spec, n, seed=3))
     torch.manual_seed(5)
-    sample = flow.sample(4, temperature=0.7)
+    sample = flow.sample(4, temperature=0.7, context=domain_contexts(flow.spec, 4, seed=5))
     out = {"x": x, "z": z, "logdet": logdet, "sample": sample}
     bad = [key for key, value in out.items() if not torch.isfinite(value).all()]
     if bad:
@@ -77,12 +92,12 @@ def fingerprint(flow: flowspec.Flow, n: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def main(names: list[str]) -> None:
-    counts_file = OUT / "parameters.json"
-    counts = json.loads(counts_file.read_text()) if names else {}
+def main(only: set[str] | None = None) -> None:
+    """Record every spec (or only the named ones, keeping the others' files as they are)."""
+    counts = json.loads((OUT / "parameters.json").read_text()) if only else {}
     for path in spec_files():
         name = path.stem
-        if names and name not in names:
+        if only and name not in only:
             continue
         if name in HUGE:
             with torch.device("meta"):
@@ -98,8 +113,8 @@ def main(names: list[str]) -> None:
             tensors = fingerprint(flowspec.load(weights), 16)
         save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / f"{name}.expected")
         print(f"{name}: {counts[name]:,} parameters")
-    counts_file.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+    (OUT / "parameters.json").write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(set(sys.argv[1:]) or None)

@@ -23,7 +23,7 @@ from flowspec.errors import TrainingError
 from flowspec.graph.cost import cost_report
 from flowspec.layers import ALL_OPS, OPS
 from flowspec.layers.cost import CostContext
-from flowspec.nn.oracles import example_inputs
+from flowspec.nn.oracles import example_context, example_inputs
 from flowspec.nn.saved_memory import SavedTensorMeter
 from tests.catalogue import op_example_params
 from tests.helpers import HUGE_SPECS, LARGE_SPECS, ROOT, SPEC_FILES, example_spec
@@ -44,10 +44,14 @@ def test_every_op_kind_has_a_cost_rule() -> None:
 
 
 def prepared(spec: Any) -> tuple[flowspec.Flow, torch.Tensor]:
+    """The flow and N inputs; a conditional flow's contexts ride along as ``flow.example_c``."""
     flow = flowspec.compile(spec)
-    x = example_inputs(flow, N, torch.Generator().manual_seed(0)).float()
+    generator = torch.Generator().manual_seed(0)
+    x = example_inputs(flow, N, generator).float()
+    c = example_context(flow, N, generator)
+    flow.example_c = c.float() if c is not None and c.is_floating_point() else c  # labels stay
     with torch.no_grad():
-        flow(x)  # data-dependent init
+        flow(x, flow.example_c)  # data-dependent init
     return flow, x
 
 
@@ -62,7 +66,7 @@ CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cp
 
 def measured_flops(flow: flowspec.Flow, x: torch.Tensor) -> float:
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION) as counter, torch.no_grad():
-        flow.log_prob(x)
+        flow.log_prob(x, flow.example_c)
     return counter.get_total_flops() / len(x)
 
 
@@ -70,7 +74,7 @@ def measured_saved(flow: flowspec.Flow, x: torch.Tensor, memory: str) -> float:
     """Elements per example of the distinct storages a training step keeps (the oracle)."""
     flow.memory = memory
     with SavedTensorMeter(exclude=flow.parameters()) as meter:
-        loss = -flow.log_prob(x).mean()
+        loss = -flow.log_prob(x, flow.example_c).mean()
     if loss.requires_grad:
         loss.backward()
     flow.memory = "plain"
@@ -98,8 +102,9 @@ def saved_per_block(flow: flowspec.Flow, x: torch.Tensor) -> dict[str, float]:
         current[0] = index[id(step)] + 1
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        z, logdet = flow.run_forward(x, observe=observe)
-        loss = -(flow.base.log_prob(z) + logdet).mean()
+        features = flow.context_features(flow.example_c, len(x))
+        z, logdet = flow._walk(x, features, observe)
+        loss = -(flow.base.log_prob(z, features) + logdet).mean()
     loss.backward()
     return totals
 
@@ -129,11 +134,46 @@ def test_flops_and_saved_memory_of_every_shipped_spec(path: Path) -> None:
     flow, x = prepared(path)
     assert report.flops + report.flops_batch / N == pytest.approx(measured_flops(flow, x), rel=0.05)
     for memory in ("plain", "invertible"):
-        assert report.saved[memory] == pytest.approx(measured_saved(flow, x, memory), rel=0.1)
+        once = report.saved_batch / N if memory == "plain" else 0  # e.g. an LU-built weight
+        assert report.saved[memory] + once == pytest.approx(
+            measured_saved(flow, x, memory), rel=0.1
+        )
     blocks = saved_per_block(flow, x)
     assert set(blocks) <= {b.name for b in report.blocks}
     for block in report.blocks:
-        assert block.saved["plain"] == pytest.approx(blocks.get(block.name, 0), rel=0.1, abs=4)
+        want = block.saved["plain"] + block.saved_batch / N
+        assert want == pytest.approx(blocks.get(block.name, 0), rel=0.1, abs=4)
+
+
+TOKENS_VIT = {"type": "vit", "width": 8, "depth": 1, "heads": 2}
+
+
+@pytest.mark.parametrize(
+    "context", [{"classes": 3, "embedding": 2}, {"shape": [3]}], ids=["classes", "vector"]
+)
+def test_conditional_transformer_blocks(context: dict) -> None:
+    """TarFlow blocks and a Jet coupling reading the context: each transformer's context map
+    (tensors, FLOPs) and the features it keeps are counted, plain and invertible."""
+    spec = example_spec(
+        [1, 4, 4],
+        [
+            {"type": "patchify", "patch": 2},
+            {"type": "tarflow", "width": 8, "depth": 1, "heads": 2, "start": "learned"},
+            {"type": "affine_coupling", "mask": "checkerboard", "net": TOKENS_VIT},
+            {"type": "coupling", "mask": "channel", "net": TOKENS_VIT},
+            {"type": "tarflow", "width": 8, "depth": 2, "heads": 2, "order": "reverse"},
+        ],
+        context=context,
+    )
+    report = cost_report(flowspec.build_graph(spec))
+    flow, x = prepared(spec)
+    tensors = {k: tuple(v.shape) for k, v in flow.state_dict().items()}
+    assert {t.name: t.shape for t in report.tensors} == tensors
+    assert sum(name.endswith("proj_context.weight") for name in tensors) == 4
+    assert report.params == flow.num_parameters()
+    assert report.flops + report.flops_batch / N == pytest.approx(measured_flops(flow, x), rel=0.05)
+    for memory in ("plain", "invertible"):
+        assert report.saved[memory] == pytest.approx(measured_saved(flow, x, memory), rel=0.1)
 
 
 @pytest.mark.parametrize(("kind", "shape", "layers"), op_example_params())
@@ -149,15 +189,19 @@ def test_every_catalogue_op(kind: str, shape: list[int], layers: list[dict]) -> 
     }
     flops = measured_flops(flow, x)
     assert report.flops + report.flops_batch / N == pytest.approx(flops, rel=0.05)
-    assert report.saved["plain"] == pytest.approx(measured_saved(flow, x, "plain"), rel=0.1, abs=1)
+    once = report.saved_batch / N
+    got = measured_saved(flow, x, "plain")
+    assert report.saved["plain"] + once == pytest.approx(got, rel=0.1, abs=1)
     # the op's rule (and those of the ops before it, e.g. a patchify making tokens; a storage
     # named "input" is each op's own input, anything else local to the op)
     local: dict[Any, int] = {}
+    batch = 0
     for i, op in enumerate(graph.ops()):
         rule = OPS[op.kind].cost(op.spec, CostContext(op.in_shape, op.out_shapes, op.params, True))
+        batch += rule.saved_batch
         for j, saved in enumerate(rule.saved):
             local[(i, saved.storage if saved.storage != "new" else j)] = saved.elements
-    want = sum(local.values()) + math.prod(shape)  # + the base's z
+    want = sum(local.values()) + math.prod(shape) + batch / N  # + the base's z
     got = measured_saved(flow, x.clone().requires_grad_(), "plain")
     assert want == pytest.approx(got, rel=0.1, abs=1)
 
@@ -194,7 +238,7 @@ def test_graph_cost_command_is_torch_free() -> None:
     assert run.stdout.splitlines()[-1] == "0 False"
     assert "157,140" in run.stdout  # the parameter count
     assert "levels.2" in run.stdout and "memory invertible" in run.stdout
-    assert "665,922 bytes" in run.stdout  # the file `flowspec compile` writes
+    assert "665,970 bytes" in run.stdout  # the file `flowspec compile` writes
 
 
 def test_training_that_cannot_fit_is_refused_with_the_numbers(

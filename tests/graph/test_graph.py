@@ -12,7 +12,7 @@ import torch
 import flowspec
 from flowspec.errors import GraphError
 from flowspec.graph import FlowGraph, check_graph
-from flowspec.nn.oracles import perturb_parameters
+from flowspec.nn.oracles import example_context, perturb_parameters
 from tests.catalogue import MLP, TOKENS, VIT
 from tests.helpers import ROOT, example_spec
 
@@ -86,11 +86,13 @@ def test_verifier_catches_broken_graphs(how: str, code: str) -> None:
 
 
 def _brute_force_dependencies(spec: dict) -> torch.Tensor:
-    """Sparsity of the autograd Jacobian dz/dx of a compiled flow with random weights."""
+    """Sparsity of the autograd Jacobian dz/dx of a compiled flow with random weights (at a
+    fixed random context for a conditional flow)."""
     flow = perturb_parameters(flowspec.compile(spec).double(), scale=0.5, seed=0)
     flow.eval()
     x = torch.randn(flow.input_shape, dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda v: flow(v[None])[0][0], x)
+    c = example_context(flow, 1)
+    jac = torch.autograd.functional.jacobian(lambda v: flow(v[None], c)[0][0], x)
     return (jac.reshape(jac.shape[0], -1).abs() > 1e-12).int()
 
 
@@ -167,6 +169,51 @@ MIXING_CASES = {
 }
 
 
+TANH = {"activation": "tanh"}  # ReLU units can be off at the test point: zeros by chance
+MIXING_CASES.update(
+    {
+        "maf-iaf": example_spec(
+            [5],
+            [
+                {"type": "autoregressive", "order": "random", "net": {"hidden": [8, 8], **TANH}},
+                {
+                    "type": "autoregressive",
+                    "direction": "iaf",
+                    "order": [3, 1, 4, 0, 2],
+                    "transform": {"type": "spline", "bins": 3, "bound": 8.0},  # no tails here
+                    "net": {"hidden": [6], **TANH},
+                },
+            ],
+        ),
+        "narrow-made": example_spec(
+            [5],
+            [{"type": "autoregressive", "order": "reversed", "net": {"hidden": [2, 3], **TANH}}],
+        ),
+        "narrow-iaf": example_spec(
+            [5],
+            [
+                {"type": "autoregressive", "direction": "iaf", "net": {"hidden": [2], **TANH}},
+                {"type": "permute", "order": "random"},
+                {"type": "coupling", "mask": "even", "net": MLP},
+            ],
+        ),
+        "conditional-image": example_spec(
+            [2, 4, 4],
+            [
+                {
+                    "type": "coupling",
+                    "mask": "checkerboard",
+                    "net_input": "masked",
+                    "net": {"type": "glow_conv", "channels": 8},
+                },
+                {"type": "split", "prior": "learned"},
+            ],
+            context={"classes": 3},
+        ),
+    }
+)
+
+
 @pytest.mark.parametrize("case", MIXING_CASES)
 def test_mixing_analysis_matches_jacobian_sparsity(case: str) -> None:
     spec = MIXING_CASES[case]
@@ -217,6 +264,64 @@ def test_renderers() -> None:
     assert dot.startswith('digraph "realnvp_moons"') and dot.count("->") == edges
     mermaid = flowspec.to_mermaid(graph)
     assert mermaid.startswith("flowchart TD") and mermaid.count("-->") == edges
+
+
+CONDITIONAL = """flowspec: 1
+input: {shape: [4]}
+context: {shape: [3]}
+base: {type: conditional_normal}
+layers:
+  - {type: autoregressive, direction: iaf, order: random, net: {hidden: [8]}}
+  - {type: actnorm}
+  - {type: coupling, mask: first_half, transform: {type: spline}}
+"""
+
+
+def test_the_context_is_an_input_node_with_an_edge_to_each_conditioner() -> None:
+    graph = flowspec.build_graph(CONDITIONAL)
+    assert graph.conditional and graph.graph.nodes["c"]["kind"] == "context"
+    assert graph.graph.nodes["c"]["shape"] == (3,)
+    assert graph.context_users() == ["layers.0", "layers.2"]
+    assert graph.source_of("layers.0") == ("x", 0) and graph.lint() == []
+    assert graph.mixing.context_deps == (True,) * 4
+    text = flowspec.format_graph(graph)
+    assert "context: vector [3]" in text and "latent <- inputs | context" in text
+    assert text.count(" | c\n") + text.count(" | c\ncontext") >= 4
+    assert "feeds 2 op(s) and the base (conditional_normal)" in text
+    assert "passes: forward 4, inverse 1" in text and "4 of 4 depend on the context" in text
+    assert flowspec.to_dot(graph).count("style=dashed") == 2
+    assert flowspec.to_mermaid(graph).count("-.->") == 2
+    plain = flowspec.build_graph(MOONS)
+    assert not plain.conditional and plain.mixing.context_deps is None
+    assert "depend on the context" not in flowspec.format_graph(plain)
+
+
+def _break_context(graph: FlowGraph, how: str) -> FlowGraph:
+    broken = graph.graph.copy()
+    if how == "lost-edge":
+        broken.remove_edge("c", "layers.0")
+    elif how == "extra-edge":
+        broken.add_edge("c", "layers.1", src_port=0, shape=(3,), context=True)
+    elif how == "data-edge":
+        broken.add_edge("layers.0", "layers.2", src_port=0, shape=(4,), context=True)
+    elif how == "no-node":
+        broken.remove_node("c")
+    return dataclasses.replace(graph, graph=broken)
+
+
+@pytest.mark.parametrize("how", ["lost-edge", "extra-edge", "data-edge", "no-node"])
+def test_verifier_checks_the_context_edges(how: str) -> None:
+    broken = _break_context(flowspec.build_graph(CONDITIONAL), how)
+    with pytest.raises(GraphError) as info:
+        check_graph(broken)
+    assert "graph-context" in info.value.codes
+
+
+def test_a_context_only_the_base_uses_is_valid() -> None:
+    text = CONDITIONAL.split("layers:")[0] + "layers: [{type: actnorm}, {type: permute}]\n"
+    graph = flowspec.build_graph(text)
+    assert graph.context_users() == [] and graph.mixing.context_count() == 0
+    assert "feeds 0 op(s) and the base" in flowspec.format_graph(graph)
 
 
 def test_building_a_graph_does_not_import_torch() -> None:

@@ -19,10 +19,12 @@ from torch import Tensor, nn
 
 import flowspec
 from flowspec.nn.bases import StandardNormal
+from flowspec.nn.context import ContextEncoder
 from flowspec.nn.flow import Flow, Step
 from flowspec.nn.invertible import backprop_mode
-from flowspec.nn.oracles import example_inputs
+from flowspec.nn.oracles import example_context, example_inputs
 from flowspec.nn.saved_memory import SavedTensorMeter
+from flowspec.spec.context import VectorContextSpec
 from tests.catalogue import op_example_params
 from tests.helpers import LARGE_SPECS, SPEC_FILES, prepared_flow
 
@@ -74,11 +76,13 @@ def _spec_params() -> list[Any]:
 def test_every_shipped_spec_gets_plain_autograds_gradients(path: Path) -> None:
     """float64, weights moved off the identity, batch-norm layers in training mode."""
     flow = flowspec.compile(path).double()
-    x = example_inputs(flow, 24, torch.Generator().manual_seed(2))
+    generator = torch.Generator().manual_seed(2)
+    x, c = example_inputs(flow, 24, generator), example_context(flow, 24, generator)
     with torch.no_grad():
-        flow(x)  # data-dependent init
+        flow(x, c)  # data-dependent init
     flowspec.nn.oracles.perturb_parameters(flow, scale=0.05, seed=1)
-    assert_close(gradients(flow, x, "invertible"), gradients(flow, x, "plain"), 1e-10)
+    want = gradients(flow, x, "plain", c)
+    assert_close(gradients(flow, x, "invertible", c), want, 1e-10)
 
 
 @pytest.mark.parametrize(("kind", "shape", "layers"), op_example_params())
@@ -240,9 +244,10 @@ class Noisy(nn.Module):
         return y * (-self.log_scale).exp()
 
 
-def chain_flow(modules: list[nn.Module], dim: int) -> Flow:
+def chain_flow(modules: list[nn.Module], dim: int, ctx: int = 0) -> Flow:
     """A :class:`Flow` whose steps are ``modules`` in a chain; a FactorOut's second output is a
-    latent. The spec only gives the input shape (the steps do not come from it)."""
+    latent. The spec only gives the input shape (the steps do not come from it); ``ctx > 0``
+    makes it conditional on a ``(N, ctx)`` vector, passed to the steps as it is."""
     spec = flowspec.load_spec(
         {"flowspec": 1, "input": {"shape": [dim]}, "layers": [{"type": "scale"}]}
     )
@@ -255,7 +260,8 @@ def chain_flow(modules: list[nn.Module], dim: int) -> Flow:
             shapes.append((d - module.h,))
             d = module.h
         slot, n = n, n + len(dst)
-    return Flow(spec, steps, [*latents, slot], [*shapes, (d,)], n, StandardNormal(dim))
+    encoder = ContextEncoder(VectorContextSpec(shape=(ctx,))) if ctx else None
+    return Flow(spec, steps, [*latents, slot], [*shapes, (d,)], n, StandardNormal(dim), encoder)
 
 
 def mixed_chain(ctx: int = 0) -> list[nn.Module]:
@@ -270,7 +276,7 @@ def mixed_chain(ctx: int = 0) -> list[nn.Module]:
 
 def setup(ctx: int, dtype: torch.dtype, modules: Any = mixed_chain) -> tuple:
     torch.manual_seed(0)
-    flow = chain_flow(modules(ctx), 8).to(dtype)
+    flow = chain_flow(modules(ctx), 8, ctx).to(dtype)
     x = torch.randn(16, 8, dtype=dtype, requires_grad=True)
     context = torch.randn(16, ctx, dtype=dtype, requires_grad=True) if ctx else None
     return flow, x, context

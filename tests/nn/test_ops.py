@@ -61,7 +61,8 @@ def test_logdet_matches_autograd_jacobian(kind: str, shape: list[int], layers: l
     scale = 1 + oracle.abs().max()
     assert (logdet - oracle).abs().max() / scale < LOGDET_TOL, (logdet, oracle)
     volume_preserving = kind in ("additive_coupling", "squeeze", "permute", "patchify") or (
-        kind == "coupling" and layers[-1]["transform"]["type"] == "additive"
+        kind in ("coupling", "autoregressive")
+        and layers[-1].get("transform", {}).get("type") == "additive"
     )
     if not volume_preserving and not (kind == "split" and layers[0]["prior"] == "standard"):
         assert oracle.abs().max() > 1e-3, "the example should have a non-trivial logdet"

@@ -11,7 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 import flowspec
-from flowspec.nn.oracles import deterministic, example_inputs, perturb_parameters
+from flowspec.nn.oracles import (
+    deterministic,
+    example_context,
+    example_inputs,
+    perturb_parameters,
+)
 from flowspec.nn.passes import PASSES, FastMLP
 from tests.catalogue import op_example_params
 from tests.helpers import LARGE_SPECS, SPEC_FILES, example_spec
@@ -22,15 +27,16 @@ SETTINGS = [(), *[(name,) for name in PASSES], tuple(PASSES)]
 def outputs(spec: Any, passes: tuple[str, ...]) -> tuple[list[torch.Tensor], Any]:
     """z, logdet, the inverse of z and every parameter's gradient, in float64."""
     flow = flowspec.compile(spec, passes=passes).double()
-    x = example_inputs(flow, 32, torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)
+    x, c = example_inputs(flow, 32, generator), example_context(flow, 32, generator)
     with deterministic(flow):  # no dequantisation noise or rounding, batch norm in eval
         with torch.no_grad():
-            flow(x)
+            flow(x, c)
         perturb_parameters(flow, scale=0.05, seed=3)
-        z, logdet = flow(x)
+        z, logdet = flow(x, c)
         (z.square().sum() + logdet.sum()).backward()
         with torch.no_grad():
-            back = flow.inverse(z)
+            back = flow.inverse(z, c)
     grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in flow.parameters()]
     return [z.detach(), logdet.detach(), back, *grads], flow
 

@@ -12,7 +12,7 @@ import torch
 
 import flowspec
 from flowspec.nn import regions
-from flowspec.nn.oracles import example_inputs, perturb_parameters
+from flowspec.nn.oracles import example_context, example_inputs, perturb_parameters
 from flowspec.nn.regions import compile_regions
 from tests.helpers import LARGE_SPECS, SPEC_FILES
 
@@ -27,28 +27,33 @@ def quick_backend(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def prepared(spec: Any) -> tuple[flowspec.Flow, torch.Tensor]:
+    """The flow and 16 inputs; a conditional flow's contexts ride along as ``flow.example_c``."""
     flow = flowspec.compile(spec).double()
-    x = example_inputs(flow, 16, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    x = example_inputs(flow, 16, generator)
+    flow.example_c = example_context(flow, 16, generator)
     with torch.no_grad():
-        flow(x)
+        flow(x, flow.example_c)
     return perturb_parameters(flow, 0.05, 1), x
 
 
 def run(flow: flowspec.Flow, x: torch.Tensor) -> list[torch.Tensor]:
+    c = flow.example_c
     torch.manual_seed(3)
     flow.zero_grad()
-    z, logdet = flow(x)
+    z, logdet = flow(x, c)
     (z.square().sum() + logdet.sum()).backward()
     with torch.no_grad():
         torch.manual_seed(4)
-        samples = flow.sample(8)
+        samples = flow.sample(8, context=None if c is None else c[:8])
     grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in flow.parameters()]
     return [z.detach(), logdet.detach(), samples, *grads]
 
 
 # Tracing is slow on a small machine: the shipped specs with repeats of every kind of body
 # run in CI, the rest with the slow tests.
-FAST = {"realnvp_moons", "seed_moons", "glow_digits", "tarflow_moons"}
+FAST = {"realnvp_moons", "seed_moons", "glow_digits", "tarflow_moons", "conditional_moons",
+        "conditional_digits", "nsf_checkerboard", "maf_spirals"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

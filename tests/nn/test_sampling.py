@@ -15,7 +15,7 @@ import torch
 
 import flowspec
 from flowspec.data import Splits
-from flowspec.nn.oracles import perturb_parameters
+from flowspec.nn.oracles import example_context, perturb_parameters
 from flowspec.nn.split import PRIOR_LOG_STD_BOUND
 from flowspec.nn.transforms import SIGMOID_LOG_SCALE_MIN
 from tests.helpers import HUGE_SPECS, LARGE_SPECS, SPEC_FILES, narrowed
@@ -49,7 +49,8 @@ def _nonfinite(flow: flowspec.Flow, n: int, temperature: float) -> int:
     bad = 0
     with torch.no_grad():
         for size in [4096] * (n // 4096) + [n % 4096]:
-            x = flow.sample(size, temperature=temperature)
+            context = example_context(flow, size, torch.Generator().manual_seed(size))
+            x = flow.sample(size, temperature=temperature, context=context)
             bad += int((~torch.isfinite(x.reshape(size, -1))).any(dim=1).sum())
     return bad
 

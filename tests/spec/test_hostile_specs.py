@@ -323,3 +323,26 @@ def test_the_name_is_not_a_path(name: str) -> None:
 def test_shipped_specs_read_unchanged() -> None:
     for path in sorted((ROOT / "specs").glob("*.yaml")):
         assert flowspec.build_graph(path).latents
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("layers: [{type: coupling, transform: {type: spline, bins: 100000}}]",
+         "layers.0.transform.bins"),
+        ("context: {classes: 1000000000, embedding: 4}\nlayers: [{type: coupling}]",
+         "context.classes"),
+        ("context: {classes: 10, embedding: 1000000}\nlayers: [{type: coupling}]",
+         "context.embedding"),
+        ("layers: [{type: autoregressive, net: {hidden: [1000000]}}]", "layers.0.net.hidden.0"),
+        ("base: {type: conditional_normal, hidden: [1000000]}\ncontext: {classes: 2}\n"
+         "layers: [{type: coupling}]", "base.hidden.0"),
+    ],
+)  # fmt: skip
+def test_new_sizes_are_bounded_before_anything_is_built(text: str, path: str) -> None:
+    """Spline bins, class counts, embeddings and MADE / conditional-base widths are widths: a
+    located limit error from validate, long before a tensor is allocated."""
+    spec = "flowspec: 1\ninput: {shape: [4]}\n" + text + "\n"
+    error = _error(spec)
+    assert [d.code for d in error.diagnostics] == ["limit-exceeded"]
+    assert error.diagnostics[0].path == path and "(limit width:" in error.diagnostics[0].message

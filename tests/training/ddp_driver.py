@@ -7,7 +7,8 @@ The test starts it once per rank with torchrun's environment variables (``RANK``
 (``OUT/init<r>.safetensors``) and one JSON line on stdout: status, step, error codes.
 
 ``JOB`` keys: ``stop_after``, ``resume`` (bool), ``poison_rank``/``poison_step`` (that rank's
-batch turns NaN in a coupling after that step), and any ``TrainSpec`` field.
+batch turns NaN in a coupling after that step), ``conditional`` (bool: :data:`CONDITIONAL`, on
+data with contexts), and any ``TrainSpec`` field.
 """
 
 from __future__ import annotations
@@ -51,12 +52,20 @@ SPEC: dict[str, Any] = {
         {"type": "actnorm"},
     ],
 }
+# The same flow conditioned on a normalised vector (its statistics come from the global first
+# batch, like actnorm's), with a conditional base.
+CONDITIONAL: dict[str, Any] = {
+    **SPEC,
+    "name": "ddp_conditional",
+    "context": {"shape": [2], "normalize": True},
+    "base": {"type": "conditional_normal", "hidden": [8]},
+}
 CONFIG = TrainSpec(steps=12, batch_size=32, lr=5e-3, warmup_steps=2, val_every=6, seed=4)
 INIT_EXAMPLES = 512
 
 
-def float64_flow(config: TrainSpec) -> Flow:
-    return flowspec.compile(SPEC, seed=config.seed).double()
+def float64_flow(config: TrainSpec, conditional: bool = False) -> Flow:
+    return flowspec.compile(CONDITIONAL if conditional else SPEC, seed=config.seed).double()
 
 
 def actnorm_state(flow: Flow) -> dict[str, torch.Tensor]:
@@ -77,7 +86,7 @@ def main(job_text: str, out: str, data: str) -> int:
     rank, _, _ = launched()
     settings = {k: v for k, v in job.items() if k in TrainSpec.model_fields}
     config = CONFIG.model_copy(update=settings)
-    flow = float64_flow(config)
+    flow = float64_flow(config, job.get("conditional", False))
     folder = Path(out)
     init = loop.global_data_init
 
@@ -88,7 +97,7 @@ def main(job_text: str, out: str, data: str) -> int:
 
     loop.global_data_init = record_init  # type: ignore[assignment]
     progress = _Poison(flow, job["poison_step"]) if job.get("poison_rank") == rank else None
-    splits = load_splits(data, (1, 4, 4))
+    splits = load_splits(data, (1, 4, 4), context=flow.spec.context)
     report: dict[str, Any] = {"rank": rank}
     try:
         result = loop.train(

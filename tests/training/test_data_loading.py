@@ -77,9 +77,9 @@ def test_batches_reach_the_flow_as_uint8(folder: Path, monkeypatch: pytest.Monke
     seen: list[torch.dtype] = []
     forward = LogLikelihood.forward
 
-    def spy(self: LogLikelihood, x: torch.Tensor) -> torch.Tensor:
+    def spy(self: LogLikelihood, x: torch.Tensor, context: Any = None) -> torch.Tensor:
         seen.append(x.dtype)
-        return forward(self, x)
+        return forward(self, x, context)
 
     monkeypatch.setattr(LogLikelihood, "forward", spy)
     train(spec_for(folder), config=CONFIG.model_copy(update={"steps": 3}), figures=False)

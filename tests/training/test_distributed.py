@@ -230,6 +230,38 @@ def test_two_processes_stop_resume_and_match_one_process(
     assert same_weights(tmp_path / "to_one" / "last.safetensors", one_process["state"]) < TOLERANCE
 
 
+@pytest.fixture(scope="module")
+def vector_data(data: Path) -> Path:
+    """The same images, each with a context vector of two numbers (one tied to the image)."""
+    x = np.load(data)
+    rng = np.random.default_rng(1)
+    context = np.stack([x.mean(axis=(1, 2, 3)) * 3 + 5, rng.standard_normal(len(x)) * 4], 1)
+    path = data.parent / "images_with_context.npz"
+    np.savez(path, x=x, context=context.astype(np.float32))
+    return path
+
+
+def test_a_conditional_flow_on_two_processes_matches_one_process(
+    vector_data: Path, tmp_path: Path
+) -> None:
+    """Contexts follow their examples through each process's share of the global batch, the
+    normalised context is initialised from the global first batch, and DDP's log-likelihood
+    takes the context: two processes reach the one-process weights to 1e-6."""
+    flow = float64_flow(CONFIG, conditional=True)
+    splits = load_splits(str(vector_data), (1, 4, 4), context=flow.spec.context)
+    train(flow, data=splits, config=CONFIG, out_dir=tmp_path / "one", figures=False)
+    oracle = load_file(tmp_path / "one" / "last.safetensors")
+    reports = driver({"conditional": True}, tmp_path / "two", vector_data)
+    assert [(r["status"], r["step"]) for r in reports] == [("completed", 12)] * 2
+    rank0 = load_file(tmp_path / "two" / "rank0.safetensors")
+    rank1 = load_file(tmp_path / "two" / "rank1.safetensors")
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert torch.equal(rank0["context.initialized"], torch.tensor(True))
+    for key in ("context.mean", "context.std"):  # set before the first step, never changed
+        assert float((rank0[key] - oracle[key]).abs().max()) < 1e-12
+    assert same_weights(tmp_path / "two" / "run" / "last.safetensors", oracle) < TOLERANCE
+
+
 def test_one_process_checkpoint_resumes_on_two(
     data: Path, one_process: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -60,6 +60,10 @@ def test_density_shows_the_log_scale_beside_the_linear_one(
     values = log_panel.collections[0].get_array()
     assert values.max() == pytest.approx(-np.log(2 * np.pi))  # the grid has (0, 0)
     assert values.min() == pytest.approx(values.max() - 12)  # the tails, down to the floor
+    title = "Model density (mixture over test contexts)"  # a conditional flow's
+    drawing.plot_density_2d(log_prob, tmp_path / "c.png", resolution=11, title=title)
+    assert _titles(figures[1]) == [title, "Model log-density (floor: max - 12)"]
+    assert len(figures) == 2  # one figure per call
 
 
 def test_image_samples_are_titled_beside_the_data(figures: list[Figure], tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import torch
 
 import flowspec
 from flowspec.errors import FlowspecError, SpecError
+from flowspec.nn.oracles import example_context
 from flowspec.spec.training import TrainSpec
 from flowspec.training import train
 from tests.helpers import HUGE_SPECS, ROOT, SPEC_FILES
@@ -164,7 +165,8 @@ def test_every_spec_compiles_under_a_float64_default(path: Path) -> None:
     x = torch.rand(3, *flow.input_shape, dtype=torch.float64)
     if flow.discrete_levels:
         x = torch.floor(x * flow.discrete_levels)
+    context = example_context(flow, 3)  # a conditional spec's labels or float64 vectors
     with torch.no_grad():
-        z, logdet = flow.eval()(x)
+        z, logdet = flow.eval()(x, context)
     assert z.dtype == logdet.dtype == torch.float64 and bool(torch.isfinite(z).all())
     assert np.isfinite(logdet.numpy()).all()
