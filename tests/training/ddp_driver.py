@@ -26,7 +26,7 @@ from flowspec.data import load_splits
 from flowspec.errors import FlowspecError
 from flowspec.nn.flow import Flow
 from flowspec.spec.training import TrainSpec
-from flowspec.training import loop
+from flowspec.training import loop, run
 from flowspec.training.distributed import launched
 
 RESNET = {"type": "resnet", "channels": 4, "blocks": 1, "norm": "batch"}
@@ -88,14 +88,14 @@ def main(job_text: str, out: str, data: str) -> int:
     config = CONFIG.model_copy(update=settings)
     flow = float64_flow(config, job.get("conditional", False))
     folder = Path(out)
-    init = loop.global_data_init
+    init = run.global_data_init
 
     def record_init(*args: Any) -> bool:  # the actnorm parameters right after init
         done = init(*args)
         save_file(actnorm_state(flow), str(folder / f"init{rank}.safetensors"))
         return done
 
-    loop.global_data_init = record_init  # type: ignore[assignment]
+    run.global_data_init = record_init  # type: ignore[assignment]
     progress = _Poison(flow, job["poison_step"]) if job.get("poison_rank") == rank else None
     splits = load_splits(data, (1, 4, 4), context=flow.spec.context)
     report: dict[str, Any] = {"rank": rank}

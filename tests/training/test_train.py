@@ -190,7 +190,7 @@ def test_early_stopping_after_patience(
     def fake_evaluate(flow: Any, x: Any, **kwargs: Any) -> Score:
         return Score(nll=next(scores), bits_per_dim=0.0, n=len(x))
 
-    monkeypatch.setattr("flowspec.training.loop.evaluate", fake_evaluate)
+    monkeypatch.setattr("flowspec.training.run.evaluate", fake_evaluate)
     config = CONFIG.model_copy(update={"patience": 2})
     result = train(continuous_spec(points), config=config, out_dir=tmp_path, figures=False)
     assert result.status == "early_stopped" and result.step == 16
