@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -130,3 +131,18 @@ def set_tensor(key: str, value: Callable[[torch.Tensor], torch.Tensor]) -> Any:
         reseal(tensors, metadata)
 
     return edit
+
+
+def one_thread_per_module() -> Any:
+    """An autouse, module-scoped fixture running torch on one thread while the module's tests
+    run: tiny tensors are fastest on one thread and immune to a busy machine's
+    oversubscription. Use as ``one_thread = one_thread_per_module()`` at a module's top."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def one_thread() -> Iterator[None]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(threads)
+
+    return one_thread

@@ -26,17 +26,19 @@ from flowspec.layers.cost import CostContext
 from flowspec.nn.oracles import example_context, example_inputs
 from flowspec.nn.saved_memory import SavedTensorMeter
 from tests.catalogue import op_example_params
-from tests.helpers import HUGE_SPECS, LARGE_SPECS, ROOT, SPEC_FILES, example_spec
+from tests.helpers import (
+    HUGE_SPECS,
+    LARGE_SPECS,
+    ROOT,
+    SPEC_FILES,
+    example_spec,
+    one_thread_per_module,
+)
 
 N = 64  # examples per measurement: per-batch constants (masks, statistics) stay below 1%
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = one_thread_per_module()
 
 
 def test_every_op_kind_has_a_cost_rule() -> None:

@@ -19,7 +19,7 @@ from flowspec.nn.oracles import (
     perturb_parameters,
 )
 from tests.catalogue import MLP, TOKENS, VIT, op_example_params
-from tests.helpers import example_spec
+from tests.helpers import example_spec, one_thread_per_module
 
 CONTEXTS = {
     "classes": {"classes": 3, "embedding": 2},
@@ -36,12 +36,7 @@ TAKES_CONTEXT = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = one_thread_per_module()
 
 
 def _conditional_params() -> list[Any]:

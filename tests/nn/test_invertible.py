@@ -26,15 +26,9 @@ from flowspec.nn.oracles import example_context, example_inputs
 from flowspec.nn.saved_memory import SavedTensorMeter
 from flowspec.spec.context import VectorContextSpec
 from tests.catalogue import op_example_params
-from tests.helpers import LARGE_SPECS, SPEC_FILES, prepared_flow
+from tests.helpers import LARGE_SPECS, SPEC_FILES, one_thread_per_module, prepared_flow
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = one_thread_per_module()
 
 
 # ---------------------------------------------------------------------------- oracles

@@ -20,19 +20,13 @@ from flowspec.layers import ALL_OPS
 from flowspec.nn.flow import Step
 from flowspec.nn.oracles import deterministic, example_inputs, jacobian_logdet
 from tests.catalogue import OP_EXAMPLES, op_example_params
-from tests.helpers import example_spec, prepared_flow
+from tests.helpers import example_spec, one_thread_per_module, prepared_flow
 
 ROUND_TRIP_TOL = 1e-9
 LOGDET_TOL = 1e-9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Any:
-    """Tiny tensors: one thread is fastest, and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = one_thread_per_module()
 
 
 def test_every_op_kind_has_an_example() -> None:
