@@ -17,8 +17,8 @@ import tomllib
 
 import flowspec
 from flowspec.cli import main
-from flowspec.shipped import SPECS_DIR, shipped_spec, shipped_specs
 from flowspec.spec.reference import json_schema
+from flowspec.spec.shipped import SPECS_DIR, shipped_spec, shipped_specs
 from flowspec.spec.source import read_source
 from tests.helpers import ROOT, SPEC_FILES
 
@@ -106,6 +106,16 @@ def _quickstart() -> list[str]:
     return [b.strip() for b in re.findall(r"```bash\n(.*?)```", section, re.S)]
 
 
+def test_ci_refuses_a_readme_whose_test_command_differs(tmp_path: Path) -> None:
+    (tmp_path / ".ci").mkdir()
+    (tmp_path / ".ci" / "run").write_text((ROOT / ".ci" / "run").read_text())
+    readme = (ROOT / "README.md").read_text()
+    (tmp_path / "README.md").write_text(readme.replace('-m "not slow"', "-k nothing", 1))
+    run = subprocess.run(["bash", str(tmp_path / ".ci" / "run")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)  # fmt: skip
+    assert run.returncode == 1 and "must be the test command" in run.stderr
+
+
 def test_quick_start_is_two_commands_that_ci_reads_from_the_readme() -> None:
     commands = _quickstart()
     assert len(commands) == 2 and all("\n" not in c for c in commands)
@@ -115,5 +125,6 @@ def test_quick_start_is_two_commands_that_ci_reads_from_the_readme() -> None:
                              capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     assert printed.returncode == 0 and printed.stdout.splitlines() == commands
     ci = (ROOT / ".ci" / "run").read_text()
-    assert all(command not in ci for command in commands)  # read, not copied
+    assert commands[0] not in ci  # the set-up is read from the README, not copied
+    assert f"TESTS='{commands[1]}'" in ci  # the test command: CI refuses a README that differs
     assert "--index-url https://download.pytorch.org/whl/cpu" in (ROOT / "README.md").read_text()
