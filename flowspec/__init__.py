@@ -21,7 +21,6 @@ import os
 import sys
 from typing import Any
 
-from flowspec import limits  # noqa: F401  (the module flowspec.limits, always at hand)
 from flowspec.errors import (
     DataError,
     Diagnostic,
@@ -32,6 +31,7 @@ from flowspec.errors import (
     TrainingError,
     WeightsError,
 )
+from flowspec.spec import limits  # noqa: F401  (flowspec.limits: the resource limits, at hand)
 from flowspec.version import __version__
 
 if "torch" not in sys.modules:  # OpenMP reads it when torch loads; later it has no effect

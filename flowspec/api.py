@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Union
 from flowspec.data import check_source
 from flowspec.graph import FlowGraph
 from flowspec.graph import build_graph as build_checked_graph
-from flowspec.shipped import shipped_spec
 from flowspec.spec.models import FlowSpec
 from flowspec.spec.parse import parse_spec
+from flowspec.spec.shipped import shipped_spec
 from flowspec.spec.source import read_source, source_from_data, source_from_text
 
 if TYPE_CHECKING:

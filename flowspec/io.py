@@ -10,7 +10,7 @@ an interrupted save never leaves a half-written file under the target name.
 
 A file is checked before it is trusted: both checksums (``verify=False`` skips the tensors'
 one; files written by flowspec 0.1 have none and still load), the embedded spec through the same
-limits as a spec file (:mod:`flowspec.limits`) before anything is built, and the loaded state
+limits as a spec file (:mod:`flowspec.spec.limits`) before anything is built, and the loaded state
 through :func:`check_state`: every floating-point tensor finite, and the buffers that must
 satisfy an invariant (a permutation, the LU factors of an invertible matrix, positive running
 variances) satisfying it.
@@ -32,9 +32,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from flowspec.errors import Diagnostic, FlowspecError, WeightsError
-from flowspec.integrity import check_state, check_tensors, tensors_digest
-from flowspec.limits import limit, raise_hint
 from flowspec.nn.flow import Flow
+from flowspec.nn.integrity import check_state, check_tensors, tensors_digest
+from flowspec.spec.limits import limit, raise_hint
 from flowspec.version import __version__
 
 __all__ = [

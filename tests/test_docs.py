@@ -14,8 +14,8 @@ import pytest
 from flowspec.layers import ALL_OPS
 from flowspec.layers.nets import NETS
 from flowspec.layers.transforms import TRANSFORMS
-from flowspec.limits import markdown_table
 from flowspec.spec.bases import BASES
+from flowspec.spec.limits import markdown_table
 from flowspec.spec.reference import (
     BEGIN,
     END,

@@ -128,7 +128,7 @@ def test_limit_flag_and_diagnostic_cap(tmp_path: Path, capsys: Any) -> None:
     assert capsys.readouterr().err.count("error[unknown-key]") == 50
     with pytest.raises(SystemExit):
         main(["validate", str(many), "--limit", "bogus=3"])
-    assert flowspec.limits.limit("diagnostics") == 20  # the flag lasts one command
+    assert flowspec.spec.limits.limit("diagnostics") == 20  # the flag lasts one command
 
 
 def test_parameter_limit_refuses_before_allocating() -> None:
@@ -142,8 +142,8 @@ def test_parameter_limit_refuses_before_allocating() -> None:
     (diag,) = info.value.diagnostics
     assert diag.code == "limit-exceeded" and "limit parameters" in diag.message
     assert diag.path == "layers.0"
-    with flowspec.limits.raised(parameters=10**12):
-        assert flowspec.limits.limit("parameters") == 10**12
+    with flowspec.spec.limits.raised(parameters=10**12):
+        assert flowspec.spec.limits.limit("parameters") == 10**12
 
 
 # ---------------------------------------------------------------- checks that cannot pass falsely

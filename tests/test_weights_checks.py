@@ -151,7 +151,7 @@ def test_the_embedded_spec_goes_through_the_limits_first(
 ) -> None:
     path = _embedded(model, change)
     start = time.perf_counter()
-    with flowspec.limits.raised(nesting=20):
+    with flowspec.spec.limits.raised(nesting=20):
         assert _codes(path) == ["weights-spec"]
         assert main(["inspect", str(path)]) == 1
     assert time.perf_counter() - start < 30  # a hang guard, not a speed target
@@ -164,7 +164,7 @@ def test_an_oversized_or_unreadable_embedded_spec_is_refused(model: Path) -> Non
         reseal(tensors, metadata)
 
     assert _codes(rewrite_weights(model, huge, "huge.safetensors")) == ["weights-spec"]
-    with flowspec.limits.raised(spec_bytes=10**7):  # read: json would recurse too deep
+    with flowspec.spec.limits.raised(spec_bytes=10**7):  # read: json would recurse too deep
         assert _codes(rewrite_weights(model, huge, "huge.safetensors")) == ["weights-spec"]
 
 

@@ -30,7 +30,7 @@ from flowspec.cli import (
 )
 from flowspec.cli.common import Command, UsageError, format_error, limit_assignment
 from flowspec.errors import FlowspecError
-from flowspec.limits import raised
+from flowspec.spec.limits import raised
 from flowspec.version import __version__
 
 __all__ = ["COMMANDS", "EXIT_BROKEN_PIPE", "build_parser", "main"]

@@ -99,8 +99,8 @@ def nonfinite_error(what: str, layer: str | None, flow: Any, direction: str, hin
 
 
 def limit_assignment(text: str) -> tuple[str, int]:
-    """argparse type of ``--limit NAME=VALUE``: a limit of :mod:`flowspec.limits`."""
-    from flowspec.limits import parse_assignment
+    """argparse type of ``--limit NAME=VALUE``: a limit of :mod:`flowspec.spec.limits`."""
+    from flowspec.spec.limits import parse_assignment
 
     try:
         return parse_assignment(text)
@@ -111,7 +111,7 @@ def limit_assignment(text: str) -> tuple[str, int]:
 def format_error(exc: Any) -> str:
     """A :class:`~flowspec.errors.FlowspecError` as printed: its first diagnostics (the
     ``diagnostics`` limit), then how many more there are."""
-    from flowspec.limits import limit
+    from flowspec.spec.limits import limit
 
     shown = limit("diagnostics")
     diagnostics = exc.diagnostics
@@ -184,7 +184,7 @@ def read_spec(path: str) -> Any:
     """The validated spec in file ``path``, or the shipped spec of that name when no such file
     exists (``flowspec train realnvp_moons``); a missing file is ``spec-missing``."""
     from flowspec.api import load_spec
-    from flowspec.shipped import shipped_spec
+    from flowspec.spec.shipped import shipped_spec
 
     file = Path(path)
     if not file.exists() and file.parent == Path(".") and file.suffix in ("", ".yaml"):

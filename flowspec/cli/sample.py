@@ -200,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
     suffix = Path(args.output).suffix.lower()
     if suffix not in WRITERS:
         raise UsageError(f"-o must end in {' or '.join(WRITERS)}, got '{args.output}'")
-    from flowspec.limits import limit
+    from flowspec.spec.limits import limit
 
     if args.num > limit("samples"):
         raise UsageError(

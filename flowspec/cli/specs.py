@@ -16,7 +16,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flowspec.shipped import shipped_spec, shipped_specs
+    from flowspec.spec.shipped import shipped_spec, shipped_specs
 
     if args.name:
         write_text(shipped_spec(args.name).read_text(encoding="utf-8"), args.output)

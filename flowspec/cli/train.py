@@ -138,7 +138,7 @@ def pass_list(text: str) -> tuple[str, ...]:
 
 def _config(args: argparse.Namespace, spec: Any) -> Any:
     from flowspec.errors import SpecError
-    from flowspec.limits import limit
+    from flowspec.spec.limits import limit
     from flowspec.spec.training import override_train
 
     for name in ("threads", "workers"):

@@ -20,12 +20,12 @@ from pydantic import BaseModel
 from flowspec.errors import Diagnostic, SpecError
 from flowspec.graph.ir import INPUT, FlowGraph, OpNode
 from flowspec.layers import OPS
-from flowspec.limits import limit, raise_hint
 from flowspec.nn.bases import build_base
 from flowspec.nn.context import ContextEncoder
 from flowspec.nn.flow import Flow, Step
 from flowspec.nn.passes import apply_passes
 from flowspec.spec.budget import FIELD_LIMITS
+from flowspec.spec.limits import limit, raise_hint
 from flowspec.spec.passes import DEFAULT_PASSES
 
 __all__ = ["compile_graph", "spec_passes"]

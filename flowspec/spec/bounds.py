@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from flowspec.errors import Diagnostic, Location, SpecError
-from flowspec.limits import limit, raise_hint
+from flowspec.spec.limits import limit, raise_hint
 
 __all__ = ["Refused", "check_composed", "check_data_size", "too_deep"]
 

@@ -1,7 +1,7 @@
 """The resource limits a validated spec must stay within, checked before anything is built.
 
 The schema bounds each value on its own; these checks bound what the values add up to, against
-the limits of :mod:`flowspec.limits` (each can be raised explicitly): op instances after
+the limits of :mod:`flowspec.spec.limits` (each can be raised explicitly): op instances after
 expanding ``repeat`` blocks (``ops``), elements of one example (``elements``), the widths and
 depths of conditioners and the components of a mixture base (``width``, ``blocks``),
 ``train.threads`` (``threads``) and ``train.workers`` (``workers``). The walk visits each
@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from flowspec.errors import Diagnostic
-from flowspec.limits import limit, raise_hint
+from flowspec.spec.limits import limit, raise_hint
 from flowspec.spec.models import FlowSpec, LevelSpec, RepeatSpec
 from flowspec.spec.source import PathKey
 

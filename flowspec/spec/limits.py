@@ -10,8 +10,8 @@ error naming the limit and how to raise it. Defaults are generous for real model
 Raise a limit explicitly when you mean it:
 
 * command line: ``flowspec validate big.yaml --limit ops=1000000`` (any subcommand, repeatable);
-* Python: ``with flowspec.limits.raised(ops=1_000_000): flowspec.compile(spec)``, or
-  ``flowspec.limits.set_limits(ops=1_000_000)`` for the rest of the process.
+* Python: ``with flowspec.spec.limits.raised(ops=1_000_000): flowspec.compile(spec)``, or
+  ``flowspec.spec.limits.set_limits(ops=1_000_000)`` for the rest of the process.
 
 Example:
     >>> limit("ops")
@@ -142,7 +142,7 @@ def raise_hint(name: str) -> str:
     """How to raise limit ``name``, for the hint of a diagnostic."""
     return (
         f"if you mean it, raise the limit: --limit {name}=N on the command line, or "
-        f"flowspec.limits.raised({name}=N) in Python (now {limit(name):,}; see docs/limits.md)"
+        f"flowspec.spec.limits.raised({name}=N) in Python (now {limit(name):,}; see docs/limits.md)"
     )
 
 

@@ -26,9 +26,9 @@ from flowspec.layers.autoregressive import MADESpec
 from flowspec.layers.base import type_tag
 from flowspec.layers.nets import NETS
 from flowspec.layers.transforms import TRANSFORMS
-from flowspec.limits import markdown_table
 from flowspec.spec.bases import BASES
 from flowspec.spec.context import ClassContextSpec, VectorContextSpec
+from flowspec.spec.limits import markdown_table
 from flowspec.spec.models import FlowSpec, InputSpec, LevelSpec, RepeatSpec, SplitOptions
 from flowspec.spec.training import DataSpec, TrainSpec
 

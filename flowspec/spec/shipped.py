@@ -14,7 +14,7 @@ from flowspec.errors import Diagnostic, SpecError
 
 __all__ = ["SPECS_DIR", "shipped_spec", "shipped_specs"]
 
-SPECS_DIR = Path(__file__).resolve().parent / "specs"
+SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"  # flowspec/specs (package data)
 
 
 def shipped_specs() -> dict[str, Path]:

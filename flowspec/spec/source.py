@@ -5,7 +5,7 @@ data from the same tree, so the data and the positions cannot disagree. A key pa
 ``("layers", 2, "mask")`` is located by walking the tree, falling back to its longest prefix the
 file spells out.
 
-Reading is bounded before anything grows (:mod:`flowspec.limits`): the file's size (nothing
+Reading is bounded before anything grows (:mod:`flowspec.spec.limits`): the file's size (nothing
 larger is read), the nesting depth (checked while composing, so deep input never reaches
 Python's recursion limit), and the values aliases (``*name``) add when expanded, counted on the
 composed graph without expanding it (:mod:`flowspec.spec.bounds`: a 500-byte "billion laughs"
@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from flowspec.errors import Diagnostic, Location, SpecError
-from flowspec.limits import limit, raise_hint
 from flowspec.spec.bounds import Refused, check_composed, check_data_size, too_deep
+from flowspec.spec.limits import limit, raise_hint
 from flowspec.spec.scalars import CoreResolver
 
 __all__ = ["PathKey", "Source", "read_source", "source_from_data", "source_from_text"]

@@ -16,8 +16,8 @@ import torch
 from flowspec.data import Splits, check_levels, load_splits
 from flowspec.data.context import check_splits_context
 from flowspec.errors import DataError, Diagnostic, SpecError, TrainingError
-from flowspec.limits import limit, raise_hint
 from flowspec.nn.flow import Flow
+from flowspec.spec.limits import limit, raise_hint
 from flowspec.spec.training import DataSpec, TrainSpec, override_train
 
 __all__ = [

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import flowspec
-from flowspec import limits
 from flowspec.errors import FlowspecError, SpecError
+from flowspec.spec import limits
 from flowspec.spec.source import source_from_text
 from tests.helpers import ROOT, example_spec
 
